@@ -1,0 +1,31 @@
+"""godottpd: a fast, strict HTTP/1.1 server for Python with a Rust core.
+
+It keeps the API of GodotTPD, the Godot engine's small HTTP server: register
+``HttpRouter`` subclasses on an ``HttpServer`` and answer through ``HttpResponse``.
+"""
+
+from collections.abc import Mapping
+
+from godottpd._body import FormPart
+from godottpd._godottpd import (
+    Client,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    HttpRouter,
+    HttpServer,
+    __version__,
+)
+
+Mapping.register(Headers)
+
+__all__ = [
+    "Client",
+    "FormPart",
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpRouter",
+    "HttpServer",
+    "__version__",
+]

@@ -1,0 +1,76 @@
+//! Listening sockets and the accept loop.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+
+use crate::conn;
+use crate::engine::Engine;
+
+/// Pending connections the kernel may queue before we accept them.
+const BACKLOG: i32 = 1024;
+
+fn listen_on(address: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT; it
+    // does not let two servers share a port (that would be SO_REUSEPORT), so a busy port
+    // still fails with EADDRINUSE.
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(!dual_stack)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Binds `bind_address:port`. `"*"` is every IPv4 and IPv6 address (one dual-stack socket,
+/// or IPv4 alone where the host has no IPv6); a name is resolved and its first address
+/// that binds is used.
+pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> {
+    if bind_address == "*" {
+        return listen_on(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true)
+            .or_else(|_| listen_on(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false));
+    }
+    let host = bind_address.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(bind_address);
+    let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{bind_address:?} resolves to no address"));
+    for address in (host, port).to_socket_addrs()? {
+        match listen_on(address, false) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+/// Accepts connections until shutdown; each gets its own task.
+pub async fn accept_loop(listener: TcpListener, engine: Arc<Engine>) {
+    let mut shutdown = engine.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => match engine.admit() {
+                Some(slot) => {
+                    let engine = engine.clone();
+                    tokio::spawn(async move {
+                        conn::serve(stream, peer, engine).await;
+                        drop(slot);
+                    });
+                }
+                None => {
+                    tokio::spawn(conn::reject_busy(stream, engine.clone()));
+                }
+            },
+            // Out of file descriptors or the like: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Request heads: httparse does the tokenising, this module the rules of RFC 9112 that
+//! httparse leaves to its caller (Host, framing, limits, request-target forms).
+//!
+//! The head is kept as one immutable `Bytes` with spans into it, so a request whose handler
+//! never reads its headers never pays for a string per header.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::RequestError;
+use crate::limits::{Limits, MAX_HEADERS_CEILING};
+use crate::token::{list_contains, trim_ows};
+
+/// The request methods a router can handle; anything else is kept by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Other(Box<str>),
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Other(name) => name,
+        }
+    }
+}
+
+/// How the body of a request is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No Content-Length and no Transfer-Encoding: a request without content.
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A header field, as spans into [`RequestHead::bytes`] (value already trimmed of OWS).
+#[derive(Clone, Debug)]
+pub struct HeaderSpan {
+    pub name: Range<u32>,
+    pub value: Range<u32>,
+}
+
+/// A parsed and validated request head.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    /// `true` for HTTP/1.0, `false` for HTTP/1.1.
+    pub http10: bool,
+    /// The raw head, request line to the blank line.
+    pub bytes: Bytes,
+    /// The path part of the target (raw, still percent-encoded); empty means `/`.
+    pub path: Range<usize>,
+    /// The query part of the target, without its `?`.
+    pub query: Option<Range<usize>>,
+    /// `OPTIONS *` (RFC 9112 §3.2.4): a question about the server, not a resource.
+    pub asterisk: bool,
+    pub headers: Vec<HeaderSpan>,
+    pub framing: Framing,
+    /// Whether the client allows the connection to persist after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1).
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    pub fn raw_path(&self) -> &[u8] {
+        if self.path.is_empty() {
+            b"/"
+        } else {
+            &self.bytes[self.path.clone()]
+        }
+    }
+
+    pub fn raw_query(&self) -> &[u8] {
+        self.query.clone().map_or(&[][..], |range| &self.bytes[range])
+    }
+
+    pub fn header_name(&self, header: &HeaderSpan) -> &[u8] {
+        &self.bytes[header.name.start as usize..header.name.end as usize]
+    }
+
+    pub fn header_value(&self, header: &HeaderSpan) -> &[u8] {
+        &self.bytes[header.value.start as usize..header.value.end as usize]
+    }
+
+    /// Every value of the header `name` (ASCII case-insensitive), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| self.header_name(h).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |h| self.header_value(h))
+    }
+
+    pub fn first_header<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.header_values(name).next()
+    }
+}
+
+/// Parses one request head from the front of `buffer`, removing it on success.
+///
+/// `Ok(None)` means more bytes are needed. On error the connection must answer with the
+/// error's status and close.
+pub fn parse_head(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, RequestError> {
+    check_request_line_length(buffer, limits.max_request_line)?;
+    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut request = httparse::Request::new(&mut []);
+    let status = request.parse_with_uninit_headers(&buffer[..], &mut storage[..max_headers]);
+    let head_len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buffer.len() > limits.max_head_size {
+                return Err(RequestError::new(431, "request header section too large"));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(RequestError::new(431, "too many header fields"));
+        }
+        Err(httparse::Error::Version) => {
+            return Err(RequestError::new(505, "only HTTP/1.0 and HTTP/1.1 are supported"));
+        }
+        Err(_) => return Err(RequestError::bad_request("malformed request head")),
+    };
+    if head_len > limits.max_head_size {
+        return Err(RequestError::new(431, "request header section too large"));
+    }
+    let base = buffer.as_ptr() as usize;
+    let offset_of = |slice: &[u8]| slice.as_ptr() as usize - base;
+    let method_token = request.method.unwrap_or_default();
+    let method = Method::from_token(method_token);
+    let http10 = request.version == Some(0);
+    let target = request.path.unwrap_or_default();
+    let target_start = offset_of(target.as_bytes());
+    let target_len = target.len();
+    let mut spans = Vec::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
+        let name_start = offset_of(header.name.as_bytes());
+        let value = trim_ows(header.value);
+        let value_start = if value.is_empty() { name_start } else { offset_of(value) };
+        spans.push(HeaderSpan {
+            name: span32(name_start, header.name.len()),
+            value: span32(value_start, value.len()),
+        });
+    }
+    drop(request);
+    let bytes = buffer.split_to(head_len).freeze();
+    let (path, query, asterisk) = split_target(&bytes, target_start, target_len, &method)?;
+    let mut head = RequestHead {
+        method,
+        http10,
+        bytes,
+        path,
+        query,
+        asterisk,
+        headers: spans,
+        framing: Framing::Empty,
+        keep_alive: !http10,
+        expect_continue: false,
+    };
+    apply_field_rules(&mut head)?;
+    Ok(Some(head))
+}
+
+fn span32(start: usize, len: usize) -> Range<u32> {
+    // Heads are capped far below 4 GiB by `max_head_size`, so the casts cannot truncate.
+    start as u32..(start + len) as u32
+}
+
+/// RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to
+/// parse MUST respond with a 414 (URI Too Long) status code."
+fn check_request_line_length(buffer: &[u8], max: usize) -> Result<(), RequestError> {
+    let start = buffer.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buffer.len());
+    let rest = &buffer[start..];
+    let line_len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    if line_len > max {
+        return Err(RequestError::new(414, "request line too long"));
+    }
+    Ok(())
+}
+
+/// Splits the request-target into path and query (RFC 9112 §3.2): origin-form
+/// (`/path?query`), absolute-form (`http://host/path?query`, whose path is routed), and
+/// asterisk-form for `OPTIONS *`. Anything else, authority-form included, is a 400.
+fn split_target(
+    bytes: &[u8],
+    start: usize,
+    len: usize,
+    method: &Method,
+) -> Result<(Range<usize>, Option<Range<usize>>, bool), RequestError> {
+    let target = &bytes[start..start + len];
+    if target == b"*" {
+        if *method == Method::Options {
+            return Ok((start..start, None, true));
+        }
+        return Err(RequestError::bad_request("asterisk-form is only for OPTIONS"));
+    }
+    if target.iter().any(|&b| b >= 0x80 || b == b'#') {
+        return Err(RequestError::bad_request("invalid character in request-target"));
+    }
+    let path_start = if target.first() == Some(&b'/') {
+        0
+    } else {
+        let scheme_end = memchr::memmem::find(target, b"://")
+            .filter(|&end| {
+                let scheme = &target[..end];
+                scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")
+            })
+            .ok_or(RequestError::bad_request("request-target is neither origin-form nor absolute-form"))?;
+        let authority_start = scheme_end + 3;
+        let after = &target[authority_start..];
+        let authority_len = after.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(after.len());
+        if authority_len == 0 {
+            return Err(RequestError::bad_request("absolute-form without an authority"));
+        }
+        authority_start + authority_len
+    };
+    let rest = &target[path_start..];
+    let (path_len, query) = match memchr::memchr(b'?', rest) {
+        Some(q) => (q, Some(start + path_start + q + 1..start + len)),
+        None => (rest.len(), None),
+    };
+    let path = start + path_start..start + path_start + path_len;
+    if path_len > 0 && bytes[path.start] != b'/' {
+        return Err(RequestError::bad_request("path must start with /"));
+    }
+    Ok((path, query, false))
+}
+
+/// The field rules that decide framing and persistence (RFC 9112 §6, §9; RFC 9110 §7.2).
+fn apply_field_rules(head: &mut RequestHead) -> Result<(), RequestError> {
+    let mut host_count = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding_seen = false;
+    let mut chunked_last = false;
+    let mut other_coding = false;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    for header in &head.headers {
+        let name = head.header_name(header);
+        let value = head.header_value(header);
+        if value.contains(&b'\r') || value.contains(&b'\n') {
+            return Err(RequestError::bad_request("line break in a field value"));
+        }
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                host_count += 1;
+                if !is_valid_host(value) {
+                    return Err(RequestError::bad_request("invalid Host"));
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    head.expect_continue = true;
+                } else {
+                    return Err(RequestError::new(417, "unsupported expectation"));
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                connection_close |= list_contains(value, "close");
+                connection_keep_alive |= list_contains(value, "keep-alive");
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // RFC 9112 §6.3: a repeated or invalid Content-Length is unrecoverable.
+                if content_length.is_some() {
+                    return Err(RequestError::bad_request("repeated Content-Length"));
+                }
+                content_length = Some(parse_content_length(value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                transfer_encoding_seen = true;
+                for coding in value.split(|&b| b == b',') {
+                    let coding = trim_ows(coding);
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    if chunked_last {
+                        // RFC 9112 §7: chunked must be applied once and last.
+                        return Err(RequestError::bad_request("chunked is not the final coding"));
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        chunked_last = true;
+                    } else {
+                        other_coding = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !head.http10 && host_count == 0 {
+        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+        // HTTP/1.1 request message that lacks a Host header field and to any request
+        // message that contains more than one Host header field line".
+        return Err(RequestError::bad_request("missing Host"));
+    }
+    if host_count > 1 {
+        return Err(RequestError::bad_request("repeated Host"));
+    }
+    if transfer_encoding_seen {
+        if head.http10 {
+            // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+            return Err(RequestError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if content_length.is_some() {
+            // RFC 9112 §6.1: both present is a smuggling attempt; refuse and close.
+            return Err(RequestError::bad_request("both Content-Length and Transfer-Encoding"));
+        }
+        if !chunked_last {
+            // RFC 9112 §6.3: the final coding is not chunked, so the length is unknown.
+            return Err(RequestError::bad_request("final transfer coding is not chunked"));
+        }
+        if other_coding {
+            return Err(RequestError::new(501, "unsupported transfer coding"));
+        }
+        head.framing = Framing::Chunked;
+    } else if let Some(length) = content_length {
+        head.framing = if length == 0 { Framing::Empty } else { Framing::Length(length) };
+    }
+    head.keep_alive = if head.http10 { connection_keep_alive && !connection_close } else { !connection_close };
+    if head.http10 {
+        // Expect is an HTTP/1.1 feature; an HTTP/1.0 client cannot wait for a 100.
+        head.expect_continue = false;
+    }
+    Ok(())
+}
+
+/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`: no sign, no spaces, no list, no overflow.
+fn parse_content_length(value: &[u8]) -> Result<u64, RequestError> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(RequestError::bad_request("invalid Content-Length"));
+    }
+    value.iter().try_fold(0u64, |total, &digit| {
+        total
+            .checked_mul(10)
+            .and_then(|total| total.checked_add(u64::from(digit - b'0')))
+            .ok_or(RequestError::bad_request("Content-Length overflows"))
+    })
+}
+
+/// RFC 9110 §7.2: `Host = uri-host [ ":" port ]`; we accept the characters of a reg-name, an
+/// IPv4 address or a bracketed IPv6 literal, and an all-digit port.
+fn is_valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true; // RFC 9112 §3.2: an empty Host is allowed when the URI has no authority.
+    }
+    let (host, port) = if value.first() == Some(&b'[') {
+        match memchr::memchr(b']', value) {
+            Some(close) => {
+                let inner = &value[1..close];
+                if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return false;
+                }
+                (&value[..=close], &value[close + 1..])
+            }
+            None => return false,
+        }
+    } else {
+        match memchr::memchr(b':', value) {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &value[value.len()..]),
+        }
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || host.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
+                    | b'*' | b'+' | b',' | b';' | b'=' | b'%')
+        });
+    let port_ok = port.is_empty() || (port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
+    !host.is_empty() && host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<RequestHead>, RequestError> {
+        let mut buffer = BytesMut::from(raw);
+        parse_head(&mut buffer, &Limits::default())
+    }
+
+    fn status_of(raw: &[u8]) -> u16 {
+        parse(raw).expect_err("should be refused").status
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let head = parse(b"GET /a%20b/c?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nX-A:  v  \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.method, Method::Get);
+        assert_eq!(head.raw_path(), b"/a%20b/c");
+        assert_eq!(head.raw_query(), b"x=1&y=2");
+        assert_eq!(head.first_header("x-a"), Some(&b"v"[..]));
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive && !head.http10);
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        assert!(parse(b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn absolute_form_routes_its_path() {
+        let head = parse(b"GET http://example.com:8080/p?q HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.raw_path(), b"/p");
+        assert_eq!(head.raw_query(), b"q");
+        let bare = parse(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap().unwrap();
+        assert_eq!(bare.raw_path(), b"/");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.framing, Framing::Length(12));
+        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 400);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n"), 400);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n"), 400);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), 400);
+        assert_eq!(status_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").unwrap().is_some());
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn syntax_rules() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"), 400);
+        assert_eq!(status_of(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().asterisk);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n"), 417);
+    }
+
+    #[test]
+    fn persistence() {
+        let head = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+        assert!(!head.keep_alive);
+        let head = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!head.keep_alive);
+        let head = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+        assert!(head.keep_alive);
+    }
+
+    #[test]
+    fn limits() {
+        let limits = Limits { max_request_line: 20, max_head_size: 64, max_headers: 2, ..Limits::default() };
+        let mut long_line = BytesMut::from(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"[..]);
+        assert_eq!(parse_head(&mut long_line, &limits).unwrap_err().status, 414);
+        let mut unfinished_line = BytesMut::from(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa"[..]);
+        assert_eq!(parse_head(&mut unfinished_line, &limits).unwrap_err().status, 414);
+        let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n"[..]);
+        assert_eq!(parse_head(&mut many, &limits).unwrap_err().status, 431);
+        let mut big = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 0123456789012345678901234567890123456789\r\n"[..]);
+        assert_eq!(parse_head(&mut big, &limits).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn pipelined_heads_come_off_one_at_a_time() {
+        let mut buffer = BytesMut::from(&b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"[..]);
+        let first = parse_head(&mut buffer, &Limits::default()).unwrap().unwrap();
+        let second = parse_head(&mut buffer, &Limits::default()).unwrap().unwrap();
+        assert_eq!(first.raw_path(), b"/1");
+        assert_eq!(second.raw_path(), b"/2");
+        assert!(buffer.is_empty());
+    }
+}

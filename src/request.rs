@@ -1,0 +1,302 @@
+//! `HttpRequest`, `Headers` and `Client`: read-only views of a request, built lazily.
+//!
+//! A request arrives as one `Arc<RequestData>`; each Python-visible member is created on
+//! first access and cached, so a handler that only reads `parameters` never pays for a dict
+//! of headers or a copy of the body.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use crate::exchange::{ConnectionInfo, RequestData};
+use crate::parse::Method;
+
+/// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
+/// bytes above 0x7F obs-text; Latin-1 maps each to one character, losing nothing).
+pub fn decode_field(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
+    }
+}
+
+/// The peer of a connection, and whether the connection is still open.
+#[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
+pub struct Client {
+    connection: Arc<ConnectionInfo>,
+}
+
+impl Client {
+    pub fn new(connection: Arc<ConnectionInfo>) -> Self {
+        Client { connection }
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// The peer's IP address.
+    #[getter]
+    fn host(&self) -> String {
+        let ip = self.connection.peer.ip();
+        ip.to_canonical().to_string()
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.connection.peer.port()
+    }
+
+    /// Whether the connection to the peer is still open.
+    #[getter]
+    fn is_open(&self) -> bool {
+        self.connection.is_open()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Client(host={:?}, port={}, is_open={})", self.host(), self.port(), self.is_open())
+    }
+}
+
+/// The request's header fields: a case-insensitive, read-only mapping.
+#[pyclass(frozen, module = "godottpd._godottpd", mapping, skip_from_py_object)]
+pub struct Headers {
+    request: Arc<RequestData>,
+}
+
+impl Headers {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+        self.request.head.header_values(name).map(decode_field)
+    }
+
+    fn unique_names(&self) -> Vec<String> {
+        let head = &self.request.head;
+        let mut names: Vec<String> = Vec::with_capacity(head.headers.len());
+        for header in &head.headers {
+            let name = String::from_utf8_lossy(head.header_name(header)).to_ascii_lowercase();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// RFC 9110 §5.3: field lines of one name combine into one value, joined by ", ".
+    fn combined(&self, name: &str) -> Option<String> {
+        let mut values = self.values(name);
+        let first = values.next()?;
+        let mut joined = first.into_owned();
+        for value in values {
+            joined.push_str(", ");
+            joined.push_str(&value);
+        }
+        Some(joined)
+    }
+}
+
+#[pymethods]
+impl Headers {
+    fn __getitem__(&self, name: &str) -> PyResult<String> {
+        self.combined(name).ok_or_else(|| PyKeyError::new_err(name.to_owned()))
+    }
+
+    fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
+        name.extract::<String>().is_ok_and(|name| self.request.head.first_header(&name).is_some())
+    }
+
+    fn __len__(&self) -> usize {
+        self.unique_names().len()
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let names = PyList::new(py, self.unique_names())?;
+        Ok(names.try_iter()?.into_any().unbind())
+    }
+
+    /// The combined value of `name`, or `default` when absent.
+    #[pyo3(signature = (name, default = None))]
+    fn get(&self, py: Python<'_>, name: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match self.combined(name) {
+            Some(value) => Ok(PyString::new(py, &value).into_any().unbind()),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
+    /// Every value of `name`, one per field line, in the order received.
+    fn get_all(&self, name: &str) -> Vec<String> {
+        self.values(name).map(Cow::into_owned).collect()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.unique_names()
+    }
+
+    #[pyo3(name = "values")]
+    fn combined_values(&self) -> Vec<String> {
+        self.unique_names().iter().filter_map(|name| self.combined(name)).collect()
+    }
+
+    fn items(&self) -> Vec<(String, String)> {
+        self.unique_names()
+            .into_iter()
+            .filter_map(|name| self.combined(&name).map(|value| (name, value)))
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Headers({:?})", self.items())
+    }
+}
+
+/// A request, as handed to a router's `handle_*` method.
+#[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
+pub struct HttpRequest {
+    request: Arc<RequestData>,
+    connection: Arc<ConnectionInfo>,
+    query: PyOnceLock<Py<PyDict>>,
+    parameters: PyOnceLock<Py<PyDict>>,
+    body: PyOnceLock<Py<PyBytes>>,
+    headers: PyOnceLock<Py<Headers>>,
+}
+
+impl HttpRequest {
+    pub fn new(request: Arc<RequestData>, connection: Arc<ConnectionInfo>) -> Self {
+        HttpRequest {
+            request,
+            connection,
+            query: PyOnceLock::new(),
+            parameters: PyOnceLock::new(),
+            body: PyOnceLock::new(),
+            headers: PyOnceLock::new(),
+        }
+    }
+
+    fn query_pairs(&self) -> form_urlencoded::Parse<'_> {
+        form_urlencoded::parse(self.request.head.raw_query())
+    }
+}
+
+static BODY_PARSER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+#[pymethods]
+impl HttpRequest {
+    #[getter]
+    fn method<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        match &self.request.head.method {
+            Method::Get => pyo3::intern!(py, "GET").clone(),
+            Method::Head => pyo3::intern!(py, "HEAD").clone(),
+            Method::Post => pyo3::intern!(py, "POST").clone(),
+            Method::Put => pyo3::intern!(py, "PUT").clone(),
+            Method::Patch => pyo3::intern!(py, "PATCH").clone(),
+            Method::Delete => pyo3::intern!(py, "DELETE").clone(),
+            Method::Options => pyo3::intern!(py, "OPTIONS").clone(),
+            Method::Other(name) => PyString::new(py, name),
+        }
+    }
+
+    /// The percent-decoded path, without the query.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.request.path
+    }
+
+    /// `"HTTP/1.1"` or `"HTTP/1.0"`.
+    #[getter]
+    fn http_version(&self) -> &'static str {
+        if self.request.head.http10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+    }
+
+    #[getter]
+    fn headers(&self, py: Python<'_>) -> PyResult<Py<Headers>> {
+        self.headers
+            .get_or_try_init(py, || Py::new(py, Headers { request: self.request.clone() }))
+            .map(|headers| headers.clone_ref(py))
+    }
+
+    /// The body, exactly as sent (chunked bodies decoded).
+    #[getter]
+    fn body(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.body.get_or_init(py, || PyBytes::new(py, &self.request.body).unbind()).clone_ref(py)
+    }
+
+    /// The decoded query; for a repeated key the last value wins (see `query_all`).
+    #[getter]
+    fn query(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        self.query
+            .get_or_try_init(py, || {
+                let dict = PyDict::new(py);
+                for (key, value) in self.query_pairs() {
+                    dict.set_item(key, value)?;
+                }
+                Ok::<_, PyErr>(dict.unbind())
+            })
+            .map(|dict| dict.clone_ref(py))
+    }
+
+    /// Every value of the query key `name`, in order; empty when absent.
+    fn query_all(&self, name: &str) -> Vec<String> {
+        self.query_pairs().filter(|(key, _)| key == name).map(|(_, value)| value.into_owned()).collect()
+    }
+
+    /// The path parameters captured by the route.
+    #[getter]
+    fn parameters(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        self.parameters
+            .get_or_try_init(py, || {
+                let dict = PyDict::new(py);
+                for (name, value) in &self.request.parameters {
+                    dict.set_item(name, value)?;
+                }
+                Ok::<_, PyErr>(dict.unbind())
+            })
+            .map(|dict| dict.clone_ref(py))
+    }
+
+    #[getter]
+    fn client(&self) -> Client {
+        Client::new(self.connection.clone())
+    }
+
+    /// The body decoded by its content type: JSON, form fields, multipart parts, or `None`.
+    fn get_body_parsed(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let Some(content_type) = self.request.head.first_header("content-type") else {
+            return Ok(py.None());
+        };
+        if self.request.body.is_empty() {
+            return Ok(py.None());
+        }
+        let parser = BODY_PARSER.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("godottpd._body")?.getattr("parse_body")?.unbind())
+        })?;
+        parser.call1(py, (decode_field(content_type), self.body(py)))
+    }
+
+    /// The cookies the request carries (every `Cookie` line), name to value.
+    fn get_cookies(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let dict = PyDict::new(py);
+        for line in self.request.head.header_values("cookie") {
+            for pair in decode_field(line).split(';') {
+                let pair = pair.trim();
+                if let Some((name, value)) = pair.split_once('=') {
+                    let value = value.trim();
+                    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+                    if !name.trim().is_empty() {
+                        dict.set_item(name.trim(), value)?;
+                    }
+                }
+            }
+        }
+        Ok(dict.unbind())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<HttpRequest {} {}>", self.request.head.method.as_str(), self.request.path)
+    }
+}

@@ -1,0 +1,435 @@
+//! `HttpServer`: configuration, lifecycle (start, stop, serve_forever, poll) and routes.
+
+use crossbeam_channel::{unbounded as channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+use tokio::sync::watch;
+
+use crate::cors::Cors;
+use crate::dispatch::{handler_thread, run_ready, wait_and_run, Work};
+use crate::engine::{Engine, LiveConfig, Target};
+use crate::http_router::{HttpRouter, PyRoute};
+use crate::limits::{Limits, MAX_HEADERS_CEILING};
+use crate::listener::{accept_loop, bind};
+use crate::router::Pattern;
+use crate::token::is_field_value;
+
+/// How often a blocking call wakes up to let Ctrl-C through.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+struct Settings {
+    port: u16,
+    bind_address: String,
+}
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    engine: Arc<Engine>,
+    shutdown: watch::Sender<bool>,
+    work: Sender<Work>,
+    handler_thread: Option<JoinHandle<()>>,
+    handler_thread_id: Option<ThreadId>,
+    /// In poll mode, where `poll()` takes jobs from.
+    jobs: Option<Arc<Mutex<Receiver<Work>>>>,
+}
+
+/// An HTTP/1.1 server.
+#[pyclass(frozen, module = "godottpd._godottpd")]
+pub struct HttpServer {
+    settings: Mutex<Settings>,
+    limits: Limits,
+    threaded: bool,
+    io_threads: usize,
+    config: Arc<LiveConfig>,
+    running: Mutex<Option<Running>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 1e9 {
+        return Err(PyValueError::new_err(format!("{name} must be a positive number of seconds, not {seconds}")));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn positive_count(name: &str, value: i64) -> PyResult<usize> {
+    match usize::try_from(value) {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(PyValueError::new_err(format!("{name} must be a positive integer, not {value}"))),
+    }
+}
+
+fn check_port(port: i64) -> PyResult<u16> {
+    u16::try_from(port).map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
+}
+
+fn check_identifier(identifier: &str) -> PyResult<()> {
+    if !is_field_value(identifier.as_bytes()) {
+        return Err(PyValueError::new_err(format!("server identifier {identifier:?} holds a control character")));
+    }
+    Ok(())
+}
+
+impl HttpServer {
+    fn is_poll_mode(&self) -> bool {
+        !self.threaded
+    }
+
+    /// The poll-mode job receiver, if the server runs in poll mode.
+    fn jobs(&self) -> Option<Arc<Mutex<Receiver<Work>>>> {
+        lock(&self.running).as_ref().and_then(|running| running.jobs.clone())
+    }
+
+    fn add_route(&self, pattern: Pattern, target: Target) {
+        self.config.routes.rcu(|table| table.with_route(pattern.clone(), target.clone()));
+    }
+
+    /// Waits (detached) until every connection has closed or `grace` has passed, running
+    /// poll-mode jobs meanwhile so that their requests can finish.
+    fn drain(&self, py: Python<'_>, engine: &Engine, jobs: Option<&Arc<Mutex<Receiver<Work>>>>) {
+        let deadline = Instant::now() + self.limits.shutdown_grace;
+        while engine.open_connections() > 0 && Instant::now() < deadline {
+            match jobs.and_then(|jobs| jobs.try_lock().ok()) {
+                Some(receiver) => {
+                    wait_and_run(py, &receiver, Duration::from_millis(5));
+                }
+                None => py.detach(|| std::thread::sleep(Duration::from_millis(5))),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl HttpServer {
+    #[new]
+    #[pyo3(signature = (
+        port = 8080,
+        bind_address = "*",
+        server_identifier = "GodotTPD",
+        *,
+        threaded = true,
+        max_request_line = 8192,
+        max_head_size = 16384,
+        max_headers = 100,
+        max_body_size = 10 * 1024 * 1024,
+        header_timeout = 10.0,
+        body_timeout = 30.0,
+        keepalive_timeout = 5.0,
+        write_timeout = 30.0,
+        max_connections = 1024,
+        shutdown_grace = 5.0,
+        io_threads = 1,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        port: i64,
+        bind_address: &str,
+        server_identifier: &str,
+        threaded: bool,
+        max_request_line: i64,
+        max_head_size: i64,
+        max_headers: i64,
+        max_body_size: i64,
+        header_timeout: f64,
+        body_timeout: f64,
+        keepalive_timeout: f64,
+        write_timeout: f64,
+        max_connections: i64,
+        shutdown_grace: f64,
+        io_threads: i64,
+    ) -> PyResult<Self> {
+        check_identifier(server_identifier)?;
+        let max_headers = positive_count("max_headers", max_headers)?;
+        if max_headers > MAX_HEADERS_CEILING {
+            return Err(PyValueError::new_err(format!("max_headers must be at most {MAX_HEADERS_CEILING}")));
+        }
+        if bind_address.is_empty() {
+            return Err(PyValueError::new_err("bind_address must not be empty (use \"*\" for every address)"));
+        }
+        let limits = Limits {
+            max_request_line: positive_count("max_request_line", max_request_line)?,
+            max_head_size: positive_count("max_head_size", max_head_size)?.min(u32::MAX as usize / 2),
+            max_headers,
+            max_body_size: u64::try_from(max_body_size)
+                .map_err(|_| PyValueError::new_err(format!("max_body_size must be >= 0, not {max_body_size}")))?,
+            header_timeout: positive_seconds("header_timeout", header_timeout)?,
+            body_timeout: positive_seconds("body_timeout", body_timeout)?,
+            keepalive_timeout: positive_seconds("keepalive_timeout", keepalive_timeout)?,
+            write_timeout: positive_seconds("write_timeout", write_timeout)?,
+            max_connections: positive_count("max_connections", max_connections)?,
+            shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
+                Duration::from_secs_f64(shutdown_grace)
+            } else {
+                return Err(PyValueError::new_err(format!("shutdown_grace must be >= 0 seconds, not {shutdown_grace}")));
+            },
+        };
+        Ok(HttpServer {
+            settings: Mutex::new(Settings { port: check_port(port)?, bind_address: bind_address.to_owned() }),
+            limits,
+            threaded,
+            io_threads: positive_count("io_threads", io_threads)?.min(64),
+            config: Arc::new(LiveConfig::new(server_identifier)),
+            running: Mutex::new(None),
+        })
+    }
+
+    /// The port; once started, the port actually bound (useful with `port=0`).
+    #[getter]
+    fn get_port(&self) -> u16 {
+        lock(&self.settings).port
+    }
+
+    #[setter]
+    fn set_port(&self, port: i64) -> PyResult<()> {
+        let port = check_port(port)?;
+        if self.is_running() {
+            return Err(PyRuntimeError::new_err("cannot change the port of a running server"));
+        }
+        lock(&self.settings).port = port;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_bind_address(&self) -> String {
+        lock(&self.settings).bind_address.clone()
+    }
+
+    #[setter]
+    fn set_bind_address(&self, bind_address: &str) -> PyResult<()> {
+        if self.is_running() {
+            return Err(PyRuntimeError::new_err("cannot change the bind address of a running server"));
+        }
+        if bind_address.is_empty() {
+            return Err(PyValueError::new_err("bind_address must not be empty"));
+        }
+        lock(&self.settings).bind_address = bind_address.to_owned();
+        Ok(())
+    }
+
+    /// Sent as `Server` on every response; empty sends none.
+    #[getter]
+    fn get_server_identifier(&self) -> String {
+        self.config.server_identifier.load().to_string()
+    }
+
+    #[setter]
+    fn set_server_identifier(&self, identifier: &str) -> PyResult<()> {
+        check_identifier(identifier)?;
+        self.config.server_identifier.store(Arc::new(identifier.into()));
+        Ok(())
+    }
+
+    #[getter]
+    fn is_running(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
+    /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
+    #[getter]
+    fn threaded(&self) -> bool {
+        self.threaded
+    }
+
+    /// Adds a route; routes are tried in registration order and the first match wins.
+    fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
+        let route = PyRoute::inspect(router)?;
+        if !route.handles_any() && !router.is_instance_of::<HttpRouter>() {
+            let type_name = router.get_type().name().map(|name| name.to_string()).unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "router must be an HttpRouter or have handle_* methods; {type_name} has none"
+            )));
+        }
+        let pattern = Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
+        self.add_route(pattern, Target::Python(Arc::new(route)));
+        Ok(())
+    }
+
+    /// Turns CORS on for `allowed_origins` (a list of origins, or `["*"]`).
+    #[pyo3(signature = (
+        allowed_origins,
+        access_control_allowed_methods = "POST, GET, OPTIONS",
+        access_control_allowed_headers = "content-type",
+    ))]
+    fn enable_cors(
+        &self,
+        allowed_origins: &Bound<'_, PyAny>,
+        access_control_allowed_methods: &str,
+        access_control_allowed_headers: &str,
+    ) -> PyResult<()> {
+        let origins: Vec<String> = if let Ok(origin) = allowed_origins.cast::<PyString>() {
+            vec![origin.to_cow()?.into_owned()]
+        } else {
+            allowed_origins
+                .try_iter()
+                .map_err(|_| PyTypeError::new_err("allowed_origins must be a list of origins"))?
+                .map(|origin| origin.and_then(|origin| origin.extract::<String>()))
+                .collect::<PyResult<_>>()
+                .map_err(|_| PyTypeError::new_err("allowed_origins must be a list of str"))?
+        };
+        let cors = Cors::new(origins, access_control_allowed_methods.to_owned(), access_control_allowed_headers.to_owned())
+            .map_err(PyValueError::new_err)?;
+        self.config.cors.store(Some(Arc::new(cors)));
+        Ok(())
+    }
+
+    /// Starts listening and serving; returns once the socket listens. Raises `OSError` if
+    /// it cannot listen. A second call does nothing.
+    fn start(&self) -> PyResult<()> {
+        let mut running = lock(&self.running);
+        if running.is_some() {
+            return Ok(());
+        }
+        let (bind_address, port) = {
+            let settings = lock(&self.settings);
+            (settings.bind_address.clone(), settings.port)
+        };
+        let std_listener = bind(&bind_address, port).map_err(|error| {
+            PyOSError::new_err((error.raw_os_error().unwrap_or(0), format!("cannot listen on {bind_address}:{port}: {error}")))
+        })?;
+        let bound_port = std_listener.local_addr().map(|address| address.port()).unwrap_or(port);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.io_threads)
+            .thread_name("godottpd-io")
+            .enable_all()
+            .build()
+            .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)
+                .map_err(|error| PyOSError::new_err(format!("cannot register the listening socket: {error}")))?
+        };
+        let (work, jobs) = channel();
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let engine = Arc::new(Engine::new(self.limits.clone(), self.config.clone(), work.clone(), shutdown_receiver));
+        runtime.spawn(accept_loop(listener, engine.clone()));
+        let (handler_thread, handler_thread_id, jobs) = if self.threaded {
+            let thread = std::thread::Builder::new()
+                .name("godottpd-handlers".into())
+                .spawn(move || handler_thread(jobs))
+                .map_err(|error| PyOSError::new_err(format!("cannot start the handler thread: {error}")))?;
+            let id = thread.thread().id();
+            (Some(thread), Some(id), None)
+        } else {
+            (None, None, Some(Arc::new(Mutex::new(jobs))))
+        };
+        lock(&self.settings).port = bound_port;
+        *running = Some(Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs });
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, closes every
+    /// connection and returns. A second call does nothing.
+    fn stop(&self, py: Python<'_>) {
+        let Some(running) = lock(&self.running).take() else {
+            return;
+        };
+        let Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs } = running;
+        let _ = shutdown.send(true);
+        self.drain(py, &engine, jobs.as_ref());
+        py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
+        let _ = work.send(Work::Stop);
+        if let Some(thread) = handler_thread {
+            if Some(std::thread::current().id()) != handler_thread_id {
+                let _ = py.detach(move || thread.join());
+            }
+        }
+        if let Some(jobs) = jobs {
+            // Jobs whose connections are gone: drop them while attached.
+            if let Ok(receiver) = jobs.lock() {
+                while receiver.try_recv().is_ok() {}
+            }
+        }
+    }
+
+    /// Runs the handlers of the requests that are waiting, on this thread, and returns how
+    /// many ran; with `timeout`, first waits up to that many seconds for one. Poll mode only
+    /// (`HttpServer(threaded=False)`).
+    #[pyo3(signature = (timeout = 0.0))]
+    fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+        if !self.is_poll_mode() {
+            return Err(PyRuntimeError::new_err(
+                "poll() runs handlers on the calling thread; it needs HttpServer(threaded=False)",
+            ));
+        }
+        if !timeout.is_finite() || timeout < 0.0 {
+            return Err(PyValueError::new_err(format!("timeout must be >= 0 seconds, not {timeout}")));
+        }
+        let Some(jobs) = self.jobs() else {
+            return Ok(0);
+        };
+        // Another thread polling at the same time has the jobs; this call finds none.
+        let Ok(receiver) = jobs.try_lock() else {
+            return Ok(0);
+        };
+        let ran = if timeout > 0.0 {
+            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout)).0
+        } else {
+            run_ready(py, &receiver).0
+        };
+        Ok(ran)
+    }
+
+    /// Starts (if needed) and serves until `stop()` is called or Ctrl-C is pressed; in poll
+    /// mode it runs the handlers itself.
+    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+        self.start()?;
+        loop {
+            if !self.is_running() {
+                return Ok(());
+            }
+            match self.jobs() {
+                Some(jobs) => match jobs.try_lock() {
+                    Ok(receiver) => {
+                        wait_and_run(py, &receiver, SIGNAL_CHECK_INTERVAL);
+                    }
+                    Err(_) => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+                },
+                None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+            }
+            if let Err(interrupt) = py.check_signals() {
+                self.stop(py);
+                return Err(interrupt);
+            }
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start()?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let settings = lock(&self.settings);
+        format!(
+            "<HttpServer {}:{} {}>",
+            settings.bind_address,
+            settings.port,
+            if lock(&self.running).is_some() { "running" } else { "stopped" }
+        )
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let running = self.running.get_mut().map(Option::take).unwrap_or(None);
+        if let Some(running) = running {
+            let _ = running.shutdown.send(true);
+            running.runtime.shutdown_background();
+            let _ = running.work.send(Work::Stop);
+        }
+    }
+}
