@@ -91,31 +91,38 @@ impl HttpRouter {
         HttpRouter
     }
 
-    fn handle_get(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_get(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_head(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_head(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_post(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_post(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_put(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_put(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_patch(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_patch(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_delete(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_delete(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_options(&self, py: Python<'_>, _request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_options(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+        let _ = request;
         response.get().send_method_not_allowed(py)
     }
 }

@@ -119,7 +119,7 @@ impl HttpServer {
         max_request_line = 8192,
         max_head_size = 16384,
         max_headers = 100,
-        max_body_size = 10 * 1024 * 1024,
+        max_body_size = 10_485_760,
         header_timeout = 10.0,
         body_timeout = 30.0,
         keepalive_timeout = 5.0,

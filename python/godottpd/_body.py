@@ -39,7 +39,8 @@ class FormPart:
 def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
     message = Message()
     message["content-type"] = content_type
-    params = {key.lower(): value for key, value in message.get_params()[1:]}
+    pairs = message.get_params() or []
+    params = {key.lower(): value for key, value in pairs[1:]}
     return message.get_content_type(), params
 
 

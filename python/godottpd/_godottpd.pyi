@@ -1,0 +1,203 @@
+"""The Rust core of godottpd: sockets, parsing, routing and response encoding."""
+
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any, final
+
+from typing_extensions import Self, disjoint_base
+
+__version__: str
+
+@final
+class Client:
+    """The peer of a connection."""
+
+    @property
+    def host(self) -> str:
+        """The peer's IP address."""
+    @property
+    def port(self) -> int:
+        """The peer's port."""
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is still open."""
+
+@final
+class Headers:
+    """A request's header fields: a read-only, case-insensitive mapping.
+
+    ``headers[name]`` joins the values of a repeated field with ``", "`` (RFC 9110 §5.3);
+    ``get_all(name)`` gives each value separately. Iteration yields lowercased names.
+    """
+
+    def __getitem__(self, name: str, /) -> str: ...
+    def __contains__(self, name: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def get(self, name: str, default: Any = None) -> Any:
+        """The combined value of ``name``, or ``default`` when it is absent."""
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, one per field line, in the order received."""
+    def keys(self) -> list[str]: ...
+    def values(self) -> list[str]: ...
+    def items(self) -> list[tuple[str, str]]: ...
+
+@final
+class HttpRequest:
+    """A request, as handed to a router's ``handle_*`` method."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str:
+        """The percent-decoded path, without the query."""
+    @property
+    def http_version(self) -> str:
+        """``"HTTP/1.1"`` or ``"HTTP/1.0"``."""
+    @property
+    def headers(self) -> Headers: ...
+    @property
+    def body(self) -> bytes:
+        """The body, exactly as sent (a chunked body decoded)."""
+    @property
+    def query(self) -> dict[str, str]:
+        """The decoded query; for a repeated key the last value wins."""
+    def query_all(self, name: str) -> list[str]:
+        """Every value of the query key ``name``, in order; empty when absent."""
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The path parameters the route captured."""
+    @property
+    def client(self) -> Client: ...
+    def get_body_parsed(self) -> Any:
+        """The body decoded by its content type.
+
+        JSON for ``application/json``, a ``dict`` for
+        ``application/x-www-form-urlencoded``, a list of ``FormPart`` for
+        ``multipart/form-data``; ``None`` for other types or an empty body. Raises
+        ``ValueError`` when the body does not decode.
+        """
+    def get_cookies(self) -> dict[str, str]:
+        """The cookies the request carries."""
+
+@final
+class HttpResponse:
+    """The response to one request; send it once with ``send``, ``send_raw`` or ``json``."""
+
+    @property
+    def client(self) -> Client:
+        """The connection this response goes to."""
+    @property
+    def server_identifier(self) -> str:
+        """Sent as ``Server``; an empty string sends no ``Server`` header."""
+    @server_identifier.setter
+    def server_identifier(self, value: str) -> None: ...
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers to send; live, so entries assigned here are sent too."""
+    @property
+    def cookies(self) -> list[str]:
+        """The ``Set-Cookie`` values to send, one line each."""
+    @property
+    def is_sent(self) -> bool:
+        """Whether the response has been sent."""
+    def send_raw(
+        self,
+        status_code: int,
+        data: bytes | bytearray | memoryview | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        """Sends a bytes-like body as it is."""
+    def send(
+        self, status_code: int, data: str | None = None, content_type: str = "text/html"
+    ) -> None:
+        """Sends a ``str`` body, UTF-8 encoded; ``text/*`` types get ``; charset=utf-8``."""
+    def json(self, status_code: int, data: dict[Any, Any] | list[Any]) -> None:
+        """Sends a dict or a list as ``application/json``."""
+    def set(self, field: str, value: str | int | float) -> None:
+        """Sets a header, replacing any of the same name (case-insensitive)."""
+    def cookie(self, name: str, value: str, options: dict[str, Any] | None = None) -> None:
+        """Adds a cookie; options: domain, path, expires, max-age, secure, httpOnly, sameSite."""
+
+@disjoint_base
+class HttpRouter:
+    """Base class of request handlers: override any ``handle_*`` method.
+
+    The inherited methods answer ``405 Method Not Allowed`` with an ``Allow`` header.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    def handle_get(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_head(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_post(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_put(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_patch(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_delete(self, request: HttpRequest, response: HttpResponse) -> None: ...
+    def handle_options(self, request: HttpRequest, response: HttpResponse) -> None: ...
+
+@final
+class HttpServer:
+    """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads."""
+
+    def __new__(
+        cls,
+        port: int = 8080,
+        bind_address: str = "*",
+        server_identifier: str = "GodotTPD",
+        *,
+        threaded: bool = True,
+        max_request_line: int = 8192,
+        max_head_size: int = 16384,
+        max_headers: int = 100,
+        max_body_size: int = 10485760,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        keepalive_timeout: float = 5.0,
+        write_timeout: float = 30.0,
+        max_connections: int = 1024,
+        shutdown_grace: float = 5.0,
+        io_threads: int = 1,
+    ) -> Self: ...
+    @property
+    def port(self) -> int:
+        """The port; once started, the one actually bound."""
+    @port.setter
+    def port(self, port: int) -> None: ...
+    @property
+    def bind_address(self) -> str: ...
+    @bind_address.setter
+    def bind_address(self, bind_address: str) -> None: ...
+    @property
+    def server_identifier(self) -> str: ...
+    @server_identifier.setter
+    def server_identifier(self, identifier: str) -> None: ...
+    @property
+    def is_running(self) -> bool: ...
+    @property
+    def threaded(self) -> bool:
+        """Whether handlers run on the server's thread (else in ``poll()``)."""
+    def register_router(self, path: str, router: object) -> None:
+        """Adds a route; the first registered match wins."""
+    def enable_cors(
+        self,
+        allowed_origins: str | Sequence[str],
+        access_control_allowed_methods: str = "POST, GET, OPTIONS",
+        access_control_allowed_headers: str = "content-type",
+    ) -> None:
+        """Turns CORS on for the given origins (``"*"`` for all)."""
+    def start(self) -> None:
+        """Listens and serves; raises ``OSError`` if it cannot listen."""
+    def stop(self) -> None:
+        """Finishes in-flight requests (up to ``shutdown_grace``), then closes."""
+    def poll(self, timeout: float = 0.0) -> int:
+        """Runs waiting handlers on this thread (poll mode); returns how many ran."""
+    def serve_forever(self) -> None:
+        """Serves until ``stop()`` or Ctrl-C."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> bool: ...
