@@ -15,19 +15,21 @@ class Boom(Exception):
     pass
 
 
-def _godot_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+def _godot_errors(
+    caplog: pytest.LogCaptureFixture, level: int = logging.ERROR
+) -> list[logging.LogRecord]:
     return [
         r
         for r in caplog.records
-        if (r.name == "godottpd" or r.name.startswith("godottpd.")) and r.levelno >= logging.ERROR
+        if (r.name == "godottpd" or r.name.startswith("godottpd.")) and r.levelno >= level
     ]
 
 
 def _wait_records(
-    caplog: pytest.LogCaptureFixture, wait: Any, n: int = 1
+    caplog: pytest.LogCaptureFixture, wait: Any, n: int = 1, level: int = logging.ERROR
 ) -> list[logging.LogRecord]:
-    wait(lambda: len(_godot_errors(caplog)) >= n, 5)
-    return _godot_errors(caplog)
+    wait(lambda: len(_godot_errors(caplog, level)) >= n, 5)
+    return _godot_errors(caplog, level)
 
 
 # --------------------------------------------------------------------------- #
@@ -254,7 +256,7 @@ def test_deferred_client_is_open_turns_false_on_disconnect(serve, make_router, r
 
 
 def test_dropped_response_gets_500_and_log(serve, make_router, raw, build, caplog, wait):
-    caplog.set_level(logging.ERROR, logger="godottpd")
+    caplog.set_level(logging.DEBUG, logger="godottpd")
     ran = threading.Event()
 
     def forgetful(req: Any, res: Any) -> None:
@@ -276,7 +278,7 @@ def test_dropped_response_gets_500_and_log(serve, make_router, raw, build, caplo
         pytest.fail("the 500 only came after gc.collect()")  # pragma: no cover
     assert ran.is_set()
     assert r.status == 500
-    records = _wait_records(caplog, wait)
+    records = _wait_records(caplog, wait, level=logging.DEBUG)
     assert len(records) >= 1
     assert all(r.name == "godottpd" for r in records)
     # the server carries on; the connection is usable if it was kept open
@@ -290,7 +292,7 @@ def test_dropped_response_gets_500_and_log(serve, make_router, raw, build, caplo
 
 
 def test_dropped_deferred_response_gets_500(serve, make_router, fetch, caplog, wait) -> None:
-    caplog.set_level(logging.ERROR, logger="godottpd")
+    caplog.set_level(logging.DEBUG, logger="godottpd")
     parked: list[Any] = []
     returned = threading.Event()
 
@@ -307,7 +309,7 @@ def test_dropped_deferred_response_gets_500(serve, make_router, fetch, caplog, w
     t.join(5)
     assert "err" not in result, result.get("err")
     assert result["r"].status == 500
-    assert _wait_records(caplog, wait)
+    assert _wait_records(caplog, wait, level=logging.DEBUG)
 
 
 # --------------------------------------------------------------------------- #

@@ -1,0 +1,31 @@
+# The project's everyday commands. `make test` is the README's test command.
+PYTHON ?= python3
+
+.PHONY: install test test-rust test-python lint format bench
+
+install:
+	$(PYTHON) -m pip install -e ".[test]"
+
+# Installs the test tools and the package (built in release mode), then runs every test.
+test: install test-rust test-python
+
+test-rust:
+	cargo test --release
+
+test-python:
+	$(PYTHON) -m pytest
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --release -- -D warnings
+	$(PYTHON) -m ruff check python tests examples benches
+	$(PYTHON) -m ruff format --check python tests examples benches
+	$(PYTHON) -m mypy --strict python/godottpd examples
+	$(PYTHON) -m mypy.stubtest godottpd._godottpd --allowlist .mypy-stubtest-allowlist
+
+format:
+	cargo fmt
+	$(PYTHON) -m ruff format python tests examples benches
+
+bench:
+	cargo bench --bench core
