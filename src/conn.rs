@@ -56,6 +56,8 @@ struct Connection {
     served_any: bool,
     /// When the head being received must be complete.
     head_deadline: Option<Instant>,
+    /// The peer sent EOF (or the socket failed) while a handler was working.
+    peer_closed: bool,
 }
 
 /// Serves one connection until it closes.
@@ -71,23 +73,42 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
         info: info.clone(),
         served_any: false,
         head_deadline: None,
+        peer_closed: false,
     };
     if let Stop::Refuse(error) = connection.run().await {
         connection.refuse(error);
         let _ = connection.flush().await;
+        let _ = connection.stream.shutdown().await;
+        connection.linger().await;
+    } else {
+        let _ = connection.stream.shutdown().await;
     }
-    let _ = connection.stream.shutdown().await;
     info.mark_closed();
 }
+
+/// How long, and how much, a refused client may still send before the socket is dropped.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Answers a connection the server has no room for: 503, then close.
 pub async fn reject_busy(mut stream: TcpStream, engine: Arc<Engine>) {
     let identifier = engine.config.server_identifier.load();
-    let defaults =
-        ServerHeaders { server: identifier.as_bytes(), extra_lines: b"Retry-After: 1\r\n", persistence: Persistence::Close };
+    let defaults = ServerHeaders {
+        server: identifier.as_bytes(),
+        extra_lines: b"Retry-After: 1\r\n",
+        persistence: Persistence::Close,
+    };
     let mut out = Vec::with_capacity(256);
     let body = b"Service Unavailable: too many open connections";
-    encode_simple(&mut out, 503, &defaults, &[], b"text/plain; charset=utf-8", body, false);
+    encode_simple(
+        &mut out,
+        503,
+        &defaults,
+        &[],
+        b"text/plain; charset=utf-8",
+        body,
+        false,
+    );
     let _ = timeout(Duration::from_secs(1), stream.write_all(&out)).await;
     let _ = stream.shutdown().await;
 }
@@ -115,10 +136,28 @@ impl Connection {
                 Err(stop) => return stop,
             };
             let close = self.dispatch(head, body);
-            if close || self.pending.len() >= MAX_PIPELINED {
-                if !self.flush().await || close {
-                    return Stop::Quietly;
-                }
+            if close {
+                self.flush().await;
+                return Stop::Quietly;
+            }
+            if self.pending.len() >= MAX_PIPELINED && !self.flush().await {
+                return Stop::Quietly;
+            }
+        }
+    }
+
+    /// After a refusal the client may still be sending (a body we declined to read). Closing
+    /// a socket with unread input makes the kernel send RST, which can destroy the error
+    /// response before the client reads it; so, as nginx's lingering close does, keep reading
+    /// and discarding for a short while after our FIN.
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        let mut sink = [0u8; 8192];
+        while discarded < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
             }
         }
     }
@@ -128,7 +167,11 @@ impl Connection {
         let limits = &self.engine.limits;
         if self.input.is_empty() && self.head_deadline.is_none() {
             // Idle between requests: wait for the first byte, or shutdown, or the idle timeout.
-            let idle = if self.served_any { limits.keepalive_timeout } else { limits.header_timeout };
+            let idle = if self.served_any {
+                limits.keepalive_timeout
+            } else {
+                limits.header_timeout
+            };
             let mut shutdown = self.engine.shutdown.clone();
             if *shutdown.borrow() {
                 return Err(Stop::Quietly);
@@ -148,10 +191,15 @@ impl Connection {
         }
         // Part of a head is here: the rest must come before the deadline set at its first
         // byte, however slowly it trickles in (a slowloris client gets 408, not a slot).
-        let deadline = *self.head_deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
+        let deadline = *self
+            .head_deadline
+            .get_or_insert_with(|| Instant::now() + limits.header_timeout);
         self.input.reserve(READ_CHUNK);
         match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
-            Err(_) => Err(Stop::Refuse(RequestError::new(408, "request header section not received in time"))),
+            Err(_) => Err(Stop::Refuse(RequestError::new(
+                408,
+                "request header section not received in time",
+            ))),
             Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
             Ok(Ok(_)) => Ok(()),
         }
@@ -159,7 +207,12 @@ impl Connection {
 
     async fn read_more_body(&mut self) -> Result<(), Stop> {
         self.input.reserve(READ_CHUNK);
-        match timeout(self.engine.limits.body_timeout, self.stream.read_buf(&mut self.input)).await {
+        match timeout(
+            self.engine.limits.body_timeout,
+            self.stream.read_buf(&mut self.input),
+        )
+        .await
+        {
             Err(_) => Err(Stop::Refuse(RequestError::new(408, "request body stalled"))),
             Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
             Ok(Ok(_)) => Ok(()),
@@ -168,7 +221,11 @@ impl Connection {
 
     /// Before waiting for a body that is not buffered yet: answer what is pending, and say
     /// `100 Continue` if the client waits for it (RFC 9110 §10.1.1).
-    async fn prepare_body_wait(&mut self, head: &RequestHead, continued: &mut bool) -> Result<(), Stop> {
+    async fn prepare_body_wait(
+        &mut self,
+        head: &RequestHead,
+        continued: &mut bool,
+    ) -> Result<(), Stop> {
         if !self.flush().await {
             return Err(Stop::Quietly);
         }
@@ -189,7 +246,10 @@ impl Connection {
             Framing::Length(length) => {
                 if length > max_body {
                     // Refused before reading: the client learns before it sends the body.
-                    return Err(Stop::Refuse(RequestError::new(413, "request body too large")));
+                    return Err(Stop::Refuse(RequestError::new(
+                        413,
+                        "request body too large",
+                    )));
                 }
                 let length = length as usize;
                 if self.input.len() < length {
@@ -218,8 +278,17 @@ impl Connection {
         }
     }
 
-    fn server_headers<'a>(&self, identifier: &'a str, persistence: Persistence, extra: &'a [u8]) -> ServerHeaders<'a> {
-        ServerHeaders { server: identifier.as_bytes(), extra_lines: extra, persistence }
+    fn server_headers<'a>(
+        &self,
+        identifier: &'a str,
+        persistence: Persistence,
+        extra: &'a [u8],
+    ) -> ServerHeaders<'a> {
+        ServerHeaders {
+            server: identifier.as_bytes(),
+            extra_lines: extra,
+            persistence,
+        }
     }
 
     /// Queues an answer the server writes itself.
@@ -236,14 +305,36 @@ impl Connection {
         let identifier = self.engine.config.server_identifier.load_full();
         let defaults = self.server_headers(&identifier, persistence, extra_lines);
         let mut bytes = Vec::with_capacity(192 + body.len());
-        encode_simple(&mut bytes, status, &defaults, headers, b"text/plain; charset=utf-8", body, head_only);
-        self.pending.push_back(Pending::Ready(Outgoing { bytes, close: persistence == Persistence::Close }));
+        encode_simple(
+            &mut bytes,
+            status,
+            &defaults,
+            headers,
+            b"text/plain; charset=utf-8",
+            body,
+            head_only,
+        );
+        self.pending.push_back(Pending::Ready(Outgoing {
+            bytes,
+            close: persistence == Persistence::Close,
+        }));
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
     fn refuse(&mut self, error: RequestError) {
-        let body = format!("{}: {}", crate::status::reason_phrase(error.status), error.reason);
-        self.answer(error.status, Persistence::Close, b"", &[], body.as_bytes(), false);
+        let body = format!(
+            "{}: {}",
+            crate::status::reason_phrase(error.status),
+            error.reason
+        );
+        self.answer(
+            error.status,
+            Persistence::Close,
+            b"",
+            &[],
+            body.as_bytes(),
+            false,
+        );
     }
 
     /// Routes one request and queues its answer. Returns whether the connection closes after.
@@ -265,12 +356,16 @@ impl Connection {
         // The target was checked to be ASCII by the parser.
         let raw_path = std::str::from_utf8(head.raw_path()).unwrap_or("/");
         let Some(path) = RequestPath::new(raw_path) else {
-            self.refuse(RequestError::bad_request("the path is not UTF-8 once percent-decoded"));
+            self.refuse(RequestError::bad_request(
+                "the path is not UTF-8 once percent-decoded",
+            ));
             return true;
         };
         let config = self.engine.config.clone();
         let cors = config.cors.load();
-        let cors_lines = cors.as_ref().and_then(|cors| cors.lines_for(head.first_header("origin")));
+        let cors_lines = cors
+            .as_ref()
+            .and_then(|cors| cors.lines_for(head.first_header("origin")));
         let routes = config.routes.load();
         let Some((target, captures)) = routes.find(&path) else {
             let extra = cors_lines.as_deref().unwrap_or_default();
@@ -301,11 +396,23 @@ impl Connection {
             } else {
                 let extra = cors_lines.as_deref().unwrap_or_default();
                 let allow = route.allow.clone();
-                self.answer(405, persistence, extra, &[(b"Allow", allow.as_bytes())], b"Method Not Allowed", head_only);
+                self.answer(
+                    405,
+                    persistence,
+                    extra,
+                    &[(b"Allow", allow.as_bytes())],
+                    b"Method Not Allowed",
+                    head_only,
+                );
             }
             return close;
         };
-        let request = Arc::new(RequestData { path: path.decoded.into_owned(), parameters: captures.parameters, head, body });
+        let request = Arc::new(RequestData {
+            path: path.decoded.into_owned(),
+            parameters: captures.parameters,
+            head,
+            body,
+        });
         let (reply, receiver) = tokio::sync::oneshot::channel();
         let context = ReplyContext {
             request,
@@ -316,9 +423,21 @@ impl Connection {
             allow: route.allow.clone(),
             server_identifier: Arc::from(&**config.server_identifier.load_full()),
         };
-        let job = Job { route: route.clone(), handler, context, reply };
+        let job = Job {
+            route: route.clone(),
+            handler,
+            context,
+            reply,
+        };
         if self.engine.work.send(Work::Job(Box::new(job))).is_err() {
-            self.answer(503, Persistence::Close, b"", &[], b"Service Unavailable: the server is stopping", head_only);
+            self.answer(
+                503,
+                Persistence::Close,
+                b"",
+                &[],
+                b"Service Unavailable: the server is stopping",
+                head_only,
+            );
             return true;
         }
         self.pending.push_back(Pending::Waiting(receiver));
@@ -343,7 +462,7 @@ impl Connection {
                             return false;
                         }
                     }
-                    match receiver.await {
+                    match self.await_reply(receiver).await {
                         Ok(outgoing) => outgoing,
                         // The handler side went away (server stopping): nothing to send.
                         Err(_) => return false,
@@ -369,11 +488,41 @@ impl Connection {
         keep_open
     }
 
+    /// Waits for a handler's answer while watching the socket, so that `client.is_open` turns
+    /// false as soon as the peer goes away. Bytes that arrive meanwhile (pipelined requests)
+    /// are kept for later, up to one head's worth; the answer is still written after an EOF,
+    /// since a client may half-close and wait for it.
+    async fn await_reply(
+        &mut self,
+        mut receiver: ReplyReceiver,
+    ) -> Result<Outgoing, tokio::sync::oneshot::error::RecvError> {
+        loop {
+            if self.peer_closed || self.input.len() >= self.engine.limits.max_head_size {
+                return receiver.await;
+            }
+            self.input.reserve(READ_CHUNK);
+            tokio::select! {
+                reply = &mut receiver => return reply,
+                read = self.stream.read_buf(&mut self.input) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.peer_closed = true;
+                        self.info.mark_closed();
+                    }
+                }
+            }
+        }
+    }
+
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
         let mut written = 0;
         while written < bytes.len() {
-            match timeout(self.engine.limits.write_timeout, self.stream.write(&bytes[written..])).await {
+            match timeout(
+                self.engine.limits.write_timeout,
+                self.stream.write(&bytes[written..]),
+            )
+            .await
+            {
                 Ok(Ok(n)) if n > 0 => written += n,
                 _ => return Err(()),
             }

@@ -1,7 +1,7 @@
 //! What every connection task shares: limits, routes, CORS, the job channel, shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -51,7 +51,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(limits: Limits, config: Arc<LiveConfig>, work: Sender<Work>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        limits: Limits,
+        config: Arc<LiveConfig>,
+        work: Sender<Work>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Engine {
             limits,
             config,
@@ -73,7 +78,9 @@ impl Engine {
             self.open_connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(ConnectionSlot { engine: self.clone() })
+        Some(ConnectionSlot {
+            engine: self.clone(),
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {

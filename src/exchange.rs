@@ -19,7 +19,10 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(peer: SocketAddr) -> Self {
-        ConnectionInfo { peer, open: AtomicBool::new(true) }
+        ConnectionInfo {
+            peer,
+            open: AtomicBool::new(true),
+        }
     }
 
     pub fn is_open(&self) -> bool {

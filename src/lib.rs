@@ -30,7 +30,6 @@ pub mod server;
 pub mod status;
 pub mod token;
 
-
 #[pyo3::pymodule]
 mod _godottpd {
     use pyo3::prelude::*;

@@ -2,7 +2,6 @@
 
 use crossbeam_channel::{unbounded as channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -11,7 +10,7 @@ use pyo3::types::{PyString, PyTuple};
 use tokio::sync::watch;
 
 use crate::cors::Cors;
-use crate::dispatch::{handler_thread, run_ready, wait_and_run, Work};
+use crate::dispatch::{run_ready, wait_and_run, HandlerPool, Work};
 use crate::engine::{Engine, LiveConfig, Target};
 use crate::http_router::{HttpRouter, PyRoute};
 use crate::limits::{Limits, MAX_HEADERS_CEILING};
@@ -32,8 +31,7 @@ struct Running {
     engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
     work: Sender<Work>,
-    handler_thread: Option<JoinHandle<()>>,
-    handler_thread_id: Option<ThreadId>,
+    handlers: Option<HandlerPool>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
 }
@@ -45,6 +43,7 @@ pub struct HttpServer {
     limits: Limits,
     threaded: bool,
     io_threads: usize,
+    handler_threads: usize,
     config: Arc<LiveConfig>,
     running: Mutex<Option<Running>>,
 }
@@ -55,7 +54,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
     if !seconds.is_finite() || seconds <= 0.0 || seconds > 1e9 {
-        return Err(PyValueError::new_err(format!("{name} must be a positive number of seconds, not {seconds}")));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a positive number of seconds, not {seconds}"
+        )));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -63,17 +64,22 @@ fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
 fn positive_count(name: &str, value: i64) -> PyResult<usize> {
     match usize::try_from(value) {
         Ok(count) if count > 0 => Ok(count),
-        _ => Err(PyValueError::new_err(format!("{name} must be a positive integer, not {value}"))),
+        _ => Err(PyValueError::new_err(format!(
+            "{name} must be a positive integer, not {value}"
+        ))),
     }
 }
 
 fn check_port(port: i64) -> PyResult<u16> {
-    u16::try_from(port).map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
+    u16::try_from(port)
+        .map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
 }
 
 fn check_identifier(identifier: &str) -> PyResult<()> {
     if !is_field_value(identifier.as_bytes()) {
-        return Err(PyValueError::new_err(format!("server identifier {identifier:?} holds a control character")));
+        return Err(PyValueError::new_err(format!(
+            "server identifier {identifier:?} holds a control character"
+        )));
     }
     Ok(())
 }
@@ -85,11 +91,15 @@ impl HttpServer {
 
     /// The poll-mode job receiver, if the server runs in poll mode.
     fn jobs(&self) -> Option<Arc<Mutex<Receiver<Work>>>> {
-        lock(&self.running).as_ref().and_then(|running| running.jobs.clone())
+        lock(&self.running)
+            .as_ref()
+            .and_then(|running| running.jobs.clone())
     }
 
     fn add_route(&self, pattern: Pattern, target: Target) {
-        self.config.routes.rcu(|table| table.with_route(pattern.clone(), target.clone()));
+        self.config
+            .routes
+            .rcu(|table| table.with_route(pattern.clone(), target.clone()));
     }
 
     /// Waits (detached) until every connection has closed or `grace` has passed, running
@@ -127,6 +137,7 @@ impl HttpServer {
         max_connections = 1024,
         shutdown_grace = 5.0,
         io_threads = 1,
+        handler_threads = 8,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -145,21 +156,28 @@ impl HttpServer {
         max_connections: i64,
         shutdown_grace: f64,
         io_threads: i64,
+        handler_threads: i64,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
         if max_headers > MAX_HEADERS_CEILING {
-            return Err(PyValueError::new_err(format!("max_headers must be at most {MAX_HEADERS_CEILING}")));
+            return Err(PyValueError::new_err(format!(
+                "max_headers must be at most {MAX_HEADERS_CEILING}"
+            )));
         }
         if bind_address.is_empty() {
-            return Err(PyValueError::new_err("bind_address must not be empty (use \"*\" for every address)"));
+            return Err(PyValueError::new_err(
+                "bind_address must not be empty (use \"*\" for every address)",
+            ));
         }
         let limits = Limits {
             max_request_line: positive_count("max_request_line", max_request_line)?,
-            max_head_size: positive_count("max_head_size", max_head_size)?.min(u32::MAX as usize / 2),
+            max_head_size: positive_count("max_head_size", max_head_size)?
+                .min(u32::MAX as usize / 2),
             max_headers,
-            max_body_size: u64::try_from(max_body_size)
-                .map_err(|_| PyValueError::new_err(format!("max_body_size must be >= 0, not {max_body_size}")))?,
+            max_body_size: u64::try_from(max_body_size).map_err(|_| {
+                PyValueError::new_err(format!("max_body_size must be >= 0, not {max_body_size}"))
+            })?,
             header_timeout: positive_seconds("header_timeout", header_timeout)?,
             body_timeout: positive_seconds("body_timeout", body_timeout)?,
             keepalive_timeout: positive_seconds("keepalive_timeout", keepalive_timeout)?,
@@ -168,14 +186,20 @@ impl HttpServer {
             shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
                 Duration::from_secs_f64(shutdown_grace)
             } else {
-                return Err(PyValueError::new_err(format!("shutdown_grace must be >= 0 seconds, not {shutdown_grace}")));
+                return Err(PyValueError::new_err(format!(
+                    "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
+                )));
             },
         };
         Ok(HttpServer {
-            settings: Mutex::new(Settings { port: check_port(port)?, bind_address: bind_address.to_owned() }),
+            settings: Mutex::new(Settings {
+                port: check_port(port)?,
+                bind_address: bind_address.to_owned(),
+            }),
             limits,
             threaded,
             io_threads: positive_count("io_threads", io_threads)?.min(64),
+            handler_threads: positive_count("handler_threads", handler_threads)?.min(256),
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
         })
@@ -191,7 +215,9 @@ impl HttpServer {
     fn set_port(&self, port: i64) -> PyResult<()> {
         let port = check_port(port)?;
         if self.is_running() {
-            return Err(PyRuntimeError::new_err("cannot change the port of a running server"));
+            return Err(PyRuntimeError::new_err(
+                "cannot change the port of a running server",
+            ));
         }
         lock(&self.settings).port = port;
         Ok(())
@@ -205,7 +231,9 @@ impl HttpServer {
     #[setter]
     fn set_bind_address(&self, bind_address: &str) -> PyResult<()> {
         if self.is_running() {
-            return Err(PyRuntimeError::new_err("cannot change the bind address of a running server"));
+            return Err(PyRuntimeError::new_err(
+                "cannot change the bind address of a running server",
+            ));
         }
         if bind_address.is_empty() {
             return Err(PyValueError::new_err("bind_address must not be empty"));
@@ -223,7 +251,9 @@ impl HttpServer {
     #[setter]
     fn set_server_identifier(&self, identifier: &str) -> PyResult<()> {
         check_identifier(identifier)?;
-        self.config.server_identifier.store(Arc::new(identifier.into()));
+        self.config
+            .server_identifier
+            .store(Arc::new(identifier.into()));
         Ok(())
     }
 
@@ -242,12 +272,17 @@ impl HttpServer {
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
         let route = PyRoute::inspect(router)?;
         if !route.handles_any() && !router.is_instance_of::<HttpRouter>() {
-            let type_name = router.get_type().name().map(|name| name.to_string()).unwrap_or_default();
+            let type_name = router
+                .get_type()
+                .name()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
             return Err(PyTypeError::new_err(format!(
                 "router must be an HttpRouter or have handle_* methods; {type_name} has none"
             )));
         }
-        let pattern = Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
+        let pattern =
+            Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
         self.add_route(pattern, Target::Python(Arc::new(route)));
         Ok(())
     }
@@ -274,8 +309,12 @@ impl HttpServer {
                 .collect::<PyResult<_>>()
                 .map_err(|_| PyTypeError::new_err("allowed_origins must be a list of str"))?
         };
-        let cors = Cors::new(origins, access_control_allowed_methods.to_owned(), access_control_allowed_headers.to_owned())
-            .map_err(PyValueError::new_err)?;
+        let cors = Cors::new(
+            origins,
+            access_control_allowed_methods.to_owned(),
+            access_control_allowed_headers.to_owned(),
+        )
+        .map_err(PyValueError::new_err)?;
         self.config.cors.store(Some(Arc::new(cors)));
         Ok(())
     }
@@ -292,36 +331,55 @@ impl HttpServer {
             (settings.bind_address.clone(), settings.port)
         };
         let std_listener = bind(&bind_address, port).map_err(|error| {
-            PyOSError::new_err((error.raw_os_error().unwrap_or(0), format!("cannot listen on {bind_address}:{port}: {error}")))
+            PyOSError::new_err((
+                error.raw_os_error().unwrap_or(0),
+                format!("cannot listen on {bind_address}:{port}: {error}"),
+            ))
         })?;
-        let bound_port = std_listener.local_addr().map(|address| address.port()).unwrap_or(port);
+        let bound_port = std_listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(port);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.io_threads)
             .thread_name("godottpd-io")
             .enable_all()
             .build()
-            .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
+            .map_err(|error| {
+                PyOSError::new_err(format!("cannot start the I/O threads: {error}"))
+            })?;
         let listener = {
             let _context = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)
-                .map_err(|error| PyOSError::new_err(format!("cannot register the listening socket: {error}")))?
+            tokio::net::TcpListener::from_std(std_listener).map_err(|error| {
+                PyOSError::new_err(format!("cannot register the listening socket: {error}"))
+            })?
         };
         let (work, jobs) = channel();
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let engine = Arc::new(Engine::new(self.limits.clone(), self.config.clone(), work.clone(), shutdown_receiver));
+        let engine = Arc::new(Engine::new(
+            self.limits.clone(),
+            self.config.clone(),
+            work.clone(),
+            shutdown_receiver,
+        ));
         runtime.spawn(accept_loop(listener, engine.clone()));
-        let (handler_thread, handler_thread_id, jobs) = if self.threaded {
-            let thread = std::thread::Builder::new()
-                .name("godottpd-handlers".into())
-                .spawn(move || handler_thread(jobs))
-                .map_err(|error| PyOSError::new_err(format!("cannot start the handler thread: {error}")))?;
-            let id = thread.thread().id();
-            (Some(thread), Some(id), None)
+        let (handlers, jobs) = if self.threaded {
+            let pool = HandlerPool::start(self.handler_threads, jobs).map_err(|error| {
+                PyOSError::new_err(format!("cannot start the handler threads: {error}"))
+            })?;
+            (Some(pool), None)
         } else {
-            (None, None, Some(Arc::new(Mutex::new(jobs))))
+            (None, Some(Arc::new(Mutex::new(jobs))))
         };
         lock(&self.settings).port = bound_port;
-        *running = Some(Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs });
+        *running = Some(Running {
+            runtime,
+            engine,
+            shutdown,
+            work,
+            handlers,
+            jobs,
+        });
         Ok(())
     }
 
@@ -331,14 +389,26 @@ impl HttpServer {
         let Some(running) = lock(&self.running).take() else {
             return;
         };
-        let Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs } = running;
+        let Running {
+            runtime,
+            engine,
+            shutdown,
+            work,
+            handlers,
+            jobs,
+        } = running;
         let _ = shutdown.send(true);
+        let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         self.drain(py, &engine, jobs.as_ref());
         py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
-        let _ = work.send(Work::Stop);
-        if let Some(thread) = handler_thread {
-            if Some(std::thread::current().id()) != handler_thread_id {
-                let _ = py.detach(move || thread.join());
+        if let Some(pool) = handlers {
+            for _ in 0..pool.len() {
+                let _ = work.send(Work::Stop);
+            }
+            // A handler stuck past the grace period is left to finish on its own; a handler
+            // that calls stop() cannot wait for itself.
+            if !pool.owns_current_thread() {
+                py.detach(move || pool.wait_for_exit(deadline));
             }
         }
         if let Some(jobs) = jobs {
@@ -360,7 +430,9 @@ impl HttpServer {
             ));
         }
         if !timeout.is_finite() || timeout < 0.0 {
-            return Err(PyValueError::new_err(format!("timeout must be >= 0 seconds, not {timeout}")));
+            return Err(PyValueError::new_err(format!(
+                "timeout must be >= 0 seconds, not {timeout}"
+            )));
         }
         let Some(jobs) = self.jobs() else {
             return Ok(0);
@@ -377,28 +449,17 @@ impl HttpServer {
         Ok(ran)
     }
 
-    /// Starts (if needed) and serves until `stop()` is called or Ctrl-C is pressed; in poll
-    /// mode it runs the handlers itself.
+    /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
+    /// arrives (both stop gracefully); in poll mode it runs the handlers itself.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
         self.start()?;
-        loop {
-            if !self.is_running() {
-                return Ok(());
-            }
-            match self.jobs() {
-                Some(jobs) => match jobs.try_lock() {
-                    Ok(receiver) => {
-                        wait_and_run(py, &receiver, SIGNAL_CHECK_INTERVAL);
-                    }
-                    Err(_) => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
-                },
-                None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
-            }
-            if let Err(interrupt) = py.check_signals() {
-                self.stop(py);
-                return Err(interrupt);
-            }
+        let previous_sigterm = install_sigterm_handler(py)?;
+        let outcome = self.serve_until_stopped(py);
+        if let Some(previous) = previous_sigterm {
+            let signal = py.import("signal")?;
+            signal.call_method1("signal", (signal.getattr("SIGTERM")?, previous))?;
         }
+        outcome
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -418,7 +479,11 @@ impl HttpServer {
             "<HttpServer {}:{} {}>",
             settings.bind_address,
             settings.port,
-            if lock(&self.running).is_some() { "running" } else { "stopped" }
+            if lock(&self.running).is_some() {
+                "running"
+            } else {
+                "stopped"
+            }
         )
     }
 }
@@ -429,7 +494,58 @@ impl Drop for HttpServer {
         if let Some(running) = running {
             let _ = running.shutdown.send(true);
             running.runtime.shutdown_background();
-            let _ = running.work.send(Work::Stop);
+            if let Some(pool) = &running.handlers {
+                for _ in 0..pool.len() {
+                    let _ = running.work.send(Work::Stop);
+                }
+            }
+        }
+    }
+}
+
+/// While `serve_forever()` runs on the main thread, SIGTERM (whose default would kill the
+/// process mid-response) raises `SystemExit` instead, so the server stops gracefully. A
+/// handler the program installed itself is left alone. Returns the handler to restore.
+fn install_sigterm_handler(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    let threading = py.import("threading")?;
+    if !threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?)
+    {
+        return Ok(None);
+    }
+    let signal = py.import("signal")?;
+    let Ok(sigterm) = signal.getattr("SIGTERM") else {
+        return Ok(None);
+    };
+    let current = signal.call_method1("getsignal", (&sigterm,))?;
+    if !current.is(&signal.getattr("SIG_DFL")?) {
+        return Ok(None);
+    }
+    let terminate = py.import("godottpd._signals")?.getattr("terminate")?;
+    signal.call_method1("signal", (&sigterm, terminate))?;
+    Ok(Some(current.unbind()))
+}
+
+impl HttpServer {
+    fn serve_until_stopped(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            if !self.is_running() {
+                return Ok(());
+            }
+            match self.jobs() {
+                Some(jobs) => match jobs.try_lock() {
+                    Ok(receiver) => {
+                        wait_and_run(py, &receiver, SIGNAL_CHECK_INTERVAL);
+                    }
+                    Err(_) => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+                },
+                None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+            }
+            if let Err(interrupt) = py.check_signals() {
+                self.stop(py);
+                return Err(interrupt);
+            }
         }
     }
 }
