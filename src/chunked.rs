@@ -14,7 +14,7 @@
 use bytes::{Buf, BytesMut};
 
 use crate::error::RequestError;
-use crate::token::is_field_value_byte;
+use crate::token::{is_field_value_byte, is_tchar};
 
 /// Most bytes of chunk extensions and of trailer fields accepted in one message.
 pub const MAX_METADATA: usize = 16 * 1024;
@@ -28,6 +28,7 @@ enum State {
     DataCr,
     DataLf,
     TrailerLineStart,
+    TrailerName,
     TrailerLine,
     TrailerLf,
     FinalLf,
@@ -150,13 +151,23 @@ impl ChunkedDecoder {
                 },
                 _ => return Err(RequestError::bad_request("chunk data not followed by CRLF")),
             },
+            // RFC 9112 §7.1.2: trailer fields have the syntax of header fields: a token, a
+            // colon with no whitespace before it, a value; no obs-fold.
             State::TrailerLineStart => match byte {
                 b'\r' => State::FinalLf,
-                _ if is_field_value_byte(byte) => {
+                _ if is_tchar(byte) => {
                     self.note_metadata()?;
-                    State::TrailerLine
+                    State::TrailerName
                 }
                 _ => return Err(RequestError::bad_request("invalid trailer field")),
+            },
+            State::TrailerName => match byte {
+                b':' => State::TrailerLine,
+                _ if is_tchar(byte) => {
+                    self.note_metadata()?;
+                    State::TrailerName
+                }
+                _ => return Err(RequestError::bad_request("invalid trailer field name")),
             },
             State::TrailerLine => match byte {
                 b'\r' => State::TrailerLf,
@@ -164,7 +175,7 @@ impl ChunkedDecoder {
                     self.note_metadata()?;
                     State::TrailerLine
                 }
-                _ => return Err(RequestError::bad_request("invalid trailer field")),
+                _ => return Err(RequestError::bad_request("invalid trailer field value")),
             },
             State::TrailerLf => match byte {
                 b'\n' => State::TrailerLineStart,
@@ -239,6 +250,10 @@ mod tests {
             b"10000000000000000\r\n",
             b"3\r\nabc\r\n0\r\n\r\r",
             b"3 \x01\r\n",
+            b"0\r\nX : 1\r\n\r\n",
+            b"0\r\n folded\r\n\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\nX(: 1\r\n\r\n",
         ] {
             let mut decoder = ChunkedDecoder::default();
             let mut buffer = BytesMut::from(bad);

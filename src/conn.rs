@@ -429,7 +429,7 @@ impl Connection {
             context,
             reply,
         };
-        if self.engine.work.send(Work::Job(Box::new(job))).is_err() {
+        if !self.engine.submit(Work::Job(Box::new(job))) {
             self.answer(
                 503,
                 Persistence::Close,

@@ -159,6 +159,50 @@ impl HandlerPool {
             let _ = thread.join();
         }
     }
+
+    /// Inline mode: one thread that is both the I/O loop and the handler thread. It drives a
+    /// current-thread tokio runtime, detached, until a job is ready; then, attached and with
+    /// no I/O task running, it runs every ready job; and so on. No request crosses a thread,
+    /// which is what makes it the fastest mode, and a handler that blocks stalls every
+    /// connection, which is its price.
+    pub fn start_inline(
+        runtime: tokio::runtime::Runtime,
+        jobs: Receiver<Work>,
+        job_signal: Arc<tokio::sync::Notify>,
+    ) -> std::io::Result<HandlerPool> {
+        let (exit_guard, all_exited) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("godottpd-loop".into())
+            .spawn(move || {
+                inline_loop(runtime, &jobs, &job_signal);
+                drop(exit_guard);
+            })?;
+        Ok(HandlerPool {
+            threads: vec![thread],
+            all_exited,
+        })
+    }
+}
+
+/// How long the inline loop stays in one I/O round without jobs before it checks for Stop.
+const INLINE_TICK: Duration = Duration::from_millis(50);
+
+fn inline_loop(
+    runtime: tokio::runtime::Runtime,
+    jobs: &Receiver<Work>,
+    job_signal: &tokio::sync::Notify,
+) {
+    Python::attach(|py| loop {
+        py.detach(|| {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
+            })
+        });
+        if run_ready(py, jobs).1 {
+            break;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
 }
 
 fn handler_thread(jobs: &Receiver<Work>, leader: &Mutex<()>) {

@@ -48,6 +48,8 @@ pub struct Engine {
     open_connections: AtomicUsize,
     /// Signalled each time a connection ends, so `stop()` can wait for the last one.
     pub connection_closed: Notify,
+    /// In inline mode, wakes the loop thread out of its I/O round to run the handlers.
+    pub job_signal: Option<Arc<Notify>>,
 }
 
 impl Engine {
@@ -64,7 +66,19 @@ impl Engine {
             shutdown,
             open_connections: AtomicUsize::new(0),
             connection_closed: Notify::new(),
+            job_signal: None,
         }
+    }
+
+    /// Hands a job to the Python side; `false` when nobody takes jobs any more.
+    pub fn submit(&self, job: Work) -> bool {
+        if self.work.send(job).is_err() {
+            return false;
+        }
+        if let Some(signal) = &self.job_signal {
+            signal.notify_one();
+        }
+        true
     }
 
     pub fn open_connections(&self) -> usize {

@@ -153,7 +153,9 @@ pub fn parse_head(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(RequestError::new(431, "too many header fields"));
         }
-        Err(httparse::Error::Version) => {
+        // The version is judged on the whole request line, however it was split across reads.
+        Err(httparse::Error::Version) if !has_whole_request_line(buffer) => return Ok(None),
+        Err(httparse::Error::Version) if names_another_version(buffer) => {
             return Err(RequestError::new(
                 505,
                 "only HTTP/1.0 and HTTP/1.1 are supported",
@@ -207,6 +209,34 @@ pub fn parse_head(
 fn span32(start: usize, len: usize) -> Range<u32> {
     // Heads are capped far below 4 GiB by `max_head_size`, so the casts cannot truncate.
     start as u32..(start + len) as u32
+}
+
+fn has_whole_request_line(buffer: &[u8]) -> bool {
+    let start = buffer
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buffer.len());
+    memchr::memchr(b'\n', &buffer[start..]).is_some()
+}
+
+/// Whether a request line httparse refused for its version is well formed but names another
+/// HTTP version (`GET / HTTP/2.0`): that is a 505. A line whose "version" is something else,
+/// such as the second half of a target with a space in it, is a plain 400.
+fn names_another_version(buffer: &[u8]) -> bool {
+    let start = buffer
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buffer.len());
+    let rest = &buffer[start..];
+    let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    matches!(parts.as_slice(), [_, _, version]
+        if version.len() == 8
+            && version.starts_with(b"HTTP/")
+            && version[5].is_ascii_digit()
+            && version[6] == b'.'
+            && version[7].is_ascii_digit())
 }
 
 /// RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to
@@ -593,6 +623,8 @@ mod tests {
         );
         assert_eq!(status_of(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTX/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(
             status_of(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"),
             400

@@ -1,6 +1,6 @@
 //! `HttpServer`: configuration, lifecycle (start, stop, serve_forever, poll) and routes.
 
-use crossbeam_channel::{unbounded as channel, Receiver, Sender};
+use crossbeam_channel::{unbounded as channel, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,12 @@ struct Settings {
 }
 
 struct Running {
-    runtime: tokio::runtime::Runtime,
+    /// The listening socket, to stop accepting the moment `stop()` is called.
+    listener_fd: std::os::fd::RawFd,
+    /// `None` in inline mode, where the loop thread owns the runtime.
+    runtime: Option<tokio::runtime::Runtime>,
     engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
-    work: Sender<Work>,
     handlers: Option<HandlerPool>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
@@ -199,7 +201,13 @@ impl HttpServer {
             limits,
             threaded,
             io_threads: positive_count("io_threads", io_threads)?.min(64),
-            handler_threads: positive_count("handler_threads", handler_threads)?.min(256),
+            handler_threads: usize::try_from(handler_threads)
+                .map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "handler_threads must be >= 0, not {handler_threads}"
+                    ))
+                })?
+                .min(256),
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
         })
@@ -340,14 +348,20 @@ impl HttpServer {
             .local_addr()
             .map(|address| address.port())
             .unwrap_or(port);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.io_threads)
-            .thread_name("godottpd-io")
-            .enable_all()
-            .build()
-            .map_err(|error| {
-                PyOSError::new_err(format!("cannot start the I/O threads: {error}"))
-            })?;
+        let inline = self.threaded && self.handler_threads == 0;
+        let runtime = if inline {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.io_threads)
+                .thread_name("godottpd-io")
+                .enable_all()
+                .build()
+        }
+        .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&std_listener);
         let listener = {
             let _context = runtime.enter();
             tokio::net::TcpListener::from_std(std_listener).map_err(|error| {
@@ -356,27 +370,37 @@ impl HttpServer {
         };
         let (work, jobs) = channel();
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let engine = Arc::new(Engine::new(
+        let mut engine = Engine::new(
             self.limits.clone(),
             self.config.clone(),
-            work.clone(),
+            work,
             shutdown_receiver,
-        ));
+        );
+        let job_signal = Arc::new(tokio::sync::Notify::new());
+        if inline {
+            engine.job_signal = Some(job_signal.clone());
+        }
+        let engine = Arc::new(engine);
         runtime.spawn(accept_loop(listener, engine.clone()));
-        let (handlers, jobs) = if self.threaded {
-            let pool = HandlerPool::start(self.handler_threads, jobs).map_err(|error| {
-                PyOSError::new_err(format!("cannot start the handler threads: {error}"))
-            })?;
-            (Some(pool), None)
+        let thread_error = |error: std::io::Error| {
+            PyOSError::new_err(format!("cannot start the handler threads: {error}"))
+        };
+        let (runtime, handlers, jobs) = if inline {
+            let pool =
+                HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?;
+            (None, Some(pool), None)
+        } else if self.threaded {
+            let pool = HandlerPool::start(self.handler_threads, jobs).map_err(thread_error)?;
+            (Some(runtime), Some(pool), None)
         } else {
-            (None, Some(Arc::new(Mutex::new(jobs))))
+            (Some(runtime), None, Some(Arc::new(Mutex::new(jobs))))
         };
         lock(&self.settings).port = bound_port;
         *running = Some(Running {
             runtime,
             engine,
             shutdown,
-            work,
+            listener_fd,
             handlers,
             jobs,
         });
@@ -393,17 +417,20 @@ impl HttpServer {
             runtime,
             engine,
             shutdown,
-            work,
+            listener_fd,
             handlers,
             jobs,
         } = running;
+        stop_accepting(listener_fd);
         let _ = shutdown.send(true);
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         self.drain(py, &engine, jobs.as_ref());
-        py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
+        if let Some(runtime) = runtime {
+            py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
+        }
         if let Some(pool) = handlers {
             for _ in 0..pool.len() {
-                let _ = work.send(Work::Stop);
+                let _ = engine.submit(Work::Stop);
             }
             // A handler stuck past the grace period is left to finish on its own; a handler
             // that calls stop() cannot wait for itself.
@@ -493,13 +520,28 @@ impl Drop for HttpServer {
         let running = self.running.get_mut().map(Option::take).unwrap_or(None);
         if let Some(running) = running {
             let _ = running.shutdown.send(true);
-            running.runtime.shutdown_background();
+            if let Some(runtime) = running.runtime {
+                runtime.shutdown_background();
+            }
             if let Some(pool) = &running.handlers {
                 for _ in 0..pool.len() {
-                    let _ = running.work.send(Work::Stop);
+                    let _ = running.engine.submit(Work::Stop);
                 }
             }
         }
+    }
+}
+
+/// Makes the listening socket refuse new connections at once (Linux: `shutdown(2)` on a
+/// listening socket wakes `accept` with an error and resets new connection attempts), even
+/// while the I/O loop is busy. Called before the shutdown signal, so the accept loop (which
+/// owns the socket and only ends on that signal) has certainly not closed it yet.
+fn stop_accepting(listener_fd: std::os::fd::RawFd) {
+    // SAFETY: `listener_fd` belongs to the listener owned by the accept loop, which is still
+    // alive (see above); shutdown(2) neither closes nor frees the descriptor, and any error
+    // (ENOTCONN on other systems) only means it had no effect.
+    unsafe {
+        libc::shutdown(listener_fd, libc::SHUT_RD);
     }
 }
 
