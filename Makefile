@@ -1,7 +1,7 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python lint format bench
+.PHONY: install test test-rust test-python soak lint format bench
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -12,8 +12,15 @@ test: install test-rust test-python
 test-rust:
 	cargo test --release
 
+# The suite runs twice: handlers on the server's handler threads (the default), then inline
+# on the I/O thread (handler_threads=0).
 test-python:
 	$(PYTHON) -m pytest
+	GODOTTPD_TEST_HANDLER_THREADS=0 $(PYTHON) -m pytest -q
+
+# Long load, soak and leak runs (bounded; GODOTTPD_SOAK_* variables make them longer).
+soak:
+	$(PYTHON) -m pytest -m slow
 
 lint:
 	cargo fmt --check
