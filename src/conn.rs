@@ -63,7 +63,7 @@ struct Connection {
 /// Serves one connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
     let _ = stream.set_nodelay(true);
-    let info = Arc::new(ConnectionInfo::new(peer));
+    let info = Arc::new(ConnectionInfo::new(peer, engine.stopping.clone()));
     let mut connection = Connection {
         stream,
         input: BytesMut::with_capacity(READ_CHUNK),
@@ -408,7 +408,7 @@ impl Connection {
             return close;
         };
         let request = Arc::new(RequestData {
-            path: path.decoded.into_owned(),
+            path: path.into_decoded(),
             parameters: captures.parameters,
             head,
             body,
@@ -421,7 +421,7 @@ impl Connection {
             persistence,
             cors_lines,
             allow: route.allow.clone(),
-            server_identifier: Arc::from(&**config.server_identifier.load_full()),
+            server_identifier: config.server_identifier.load_full(),
         };
         let job = Job {
             route: route.clone(),

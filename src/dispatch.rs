@@ -192,15 +192,22 @@ fn inline_loop(
     jobs: &Receiver<Work>,
     job_signal: &tokio::sync::Notify,
 ) {
-    Python::attach(|py| loop {
+    // Attach once so the thread keeps its interpreter state; every round below only
+    // re-takes the interpreter lock.
+    Python::attach(|py| {
         py.detach(|| {
             runtime.block_on(async {
-                let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
+                loop {
+                    let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
+                    // Run the handlers from inside the runtime's context: their answers then
+                    // wake the connection tasks through the local run queue, with no system
+                    // call, and the tasks write them as soon as this round yields.
+                    if Python::attach(|py| run_ready(py, jobs).1) {
+                        break;
+                    }
+                }
             })
-        });
-        if run_ready(py, jobs).1 {
-            break;
-        }
+        })
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
 }

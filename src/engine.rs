@@ -1,7 +1,7 @@
 //! What every connection task shares: limits, routes, CORS, the job channel, shutdown.
 
 use crossbeam_channel::Sender;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -48,6 +48,9 @@ pub struct Engine {
     open_connections: AtomicUsize,
     /// Signalled each time a connection ends, so `stop()` can wait for the last one.
     pub connection_closed: Notify,
+    /// Set by `stop()` before anything else: responses finished from then on close their
+    /// connection (RFC 9112 §9.6: the server says `Connection: close` when it will close).
+    pub stopping: Arc<AtomicBool>,
     /// In inline mode, wakes the loop thread out of its I/O round to run the handlers.
     pub job_signal: Option<Arc<Notify>>,
 }
@@ -67,6 +70,7 @@ impl Engine {
             open_connections: AtomicUsize::new(0),
             connection_closed: Notify::new(),
             job_signal: None,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -98,7 +102,7 @@ impl Engine {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.stopping.load(Ordering::Acquire)
     }
 }
 

@@ -15,14 +15,22 @@ use crate::parse::RequestHead;
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     open: AtomicBool,
+    /// The server's "stopping" flag: a response finished while it is set closes the connection.
+    server_stopping: Arc<AtomicBool>,
 }
 
 impl ConnectionInfo {
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, server_stopping: Arc<AtomicBool>) -> Self {
         ConnectionInfo {
             peer,
             open: AtomicBool::new(true),
+            server_stopping,
         }
+    }
+
+    /// Whether the server is stopping, so that this connection ends after its response.
+    pub fn server_stopping(&self) -> bool {
+        self.server_stopping.load(Ordering::Acquire)
     }
 
     pub fn is_open(&self) -> bool {
@@ -69,5 +77,5 @@ pub struct ReplyContext {
     /// The `Allow` value of the route, for a default handler's 405.
     pub allow: Arc<str>,
     /// The server identifier at the time the request arrived.
-    pub server_identifier: Arc<str>,
+    pub server_identifier: Arc<Box<str>>,
 }

@@ -5,6 +5,7 @@
 //! `ValueError`, and the response stays unsent. A response can be sent from any thread, after
 //! its handler returned; one that is dropped unsent answers 500 by itself.
 
+use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,7 +71,8 @@ impl HttpResponse {
             ));
         }
         let mut bytes = Vec::with_capacity(256 + body.len());
-        let mut close = self.context.persistence == Persistence::Close;
+        let mut close = self.context.persistence == Persistence::Close
+            || self.context.connection.server_stopping();
         let mut head = HeadEncoder::new(&mut bytes, status);
         if let Some(headers) = self.headers.get(py) {
             for (name, value) in headers.bind(py).iter() {
@@ -230,15 +232,23 @@ fn body_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// `text/*` without a charset gets `; charset=utf-8`, since `send` encodes str as UTF-8.
 fn text_content_type(content_type: &str) -> Cow<'_, str> {
-    let is_text = content_type.len() >= 5 && content_type[..5].eq_ignore_ascii_case("text/");
-    if is_text && !content_type.to_ascii_lowercase().contains("charset") {
+    // The usual types, without an allocation per response.
+    match content_type {
+        "text/html" => return Cow::Borrowed("text/html; charset=utf-8"),
+        "text/plain" => return Cow::Borrowed("text/plain; charset=utf-8"),
+        _ => {}
+    }
+    let bytes = content_type.as_bytes();
+    let is_text = bytes.len() >= 5 && bytes[..5].eq_ignore_ascii_case(b"text/");
+    let has_charset = bytes
+        .windows(7)
+        .any(|window| window.eq_ignore_ascii_case(b"charset"));
+    if is_text && !has_charset {
         Cow::Owned(format!("{content_type}; charset=utf-8"))
     } else {
         Cow::Borrowed(content_type)
     }
 }
-
-use std::borrow::Cow;
 
 fn check_content_type(content_type: &str) -> PyResult<()> {
     if !is_field_value(content_type.as_bytes()) {

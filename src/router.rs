@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode;
 use regex::Regex;
+use smallvec::SmallVec;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
@@ -84,15 +85,15 @@ fn split_segments(path: &str) -> impl Iterator<Item = &str> {
 pub struct RequestPath<'a> {
     /// The whole path, percent-decoded.
     pub decoded: Cow<'a, str>,
-    raw_segments: Vec<&'a str>,
-    decoded_segments: Vec<Cow<'a, str>>,
+    raw_segments: SmallVec<[&'a str; 8]>,
+    decoded_segments: SmallVec<[Cow<'a, str>; 8]>,
 }
 
 impl<'a> RequestPath<'a> {
     /// `None` when the percent-decoded path is not UTF-8 (the caller answers 400).
     pub fn new(raw: &'a str) -> Option<RequestPath<'a>> {
         let decoded = percent_decode(raw.as_bytes()).decode_utf8().ok()?;
-        let raw_segments: Vec<&str> = split_segments(raw).collect();
+        let raw_segments: SmallVec<[&str; 8]> = split_segments(raw).collect();
         let decoded_segments = raw_segments
             .iter()
             .map(|segment| percent_decode(segment.as_bytes()).decode_utf8_lossy())
@@ -102,6 +103,11 @@ impl<'a> RequestPath<'a> {
             raw_segments,
             decoded_segments,
         })
+    }
+
+    /// The decoded path, owned; the segments are dropped.
+    pub fn into_decoded(self) -> String {
+        self.decoded.into_owned()
     }
 
     /// The raw (still encoded) segments after the first `from`.

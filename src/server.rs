@@ -421,6 +421,9 @@ impl HttpServer {
             handlers,
             jobs,
         } = running;
+        engine
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         stop_accepting(listener_fd);
         let _ = shutdown.send(true);
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);

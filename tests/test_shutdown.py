@@ -133,6 +133,73 @@ def test_in_flight_request_finishes_in_full(serve, make_router, raw, build) -> N
     assert c.is_closed(timeout=3)
 
 
+def test_response_finished_during_shutdown_says_connection_close(
+    serve, make_router, raw, build
+) -> None:
+    """The server closes the connection after a response it sends while stopping, so that
+    response must carry ``Connection: close`` (RFC 9112 section 9.6), or a keep-alive
+    client may send its next request into a closing connection."""
+    entered = threading.Event()
+
+    def slow(req: Any, res: Any) -> None:
+        entered.set()
+        time.sleep(0.5)
+        res.send(200, "done", "text/plain")
+
+    srv = serve({"/slow": make_router(get=slow)}, shutdown_grace=5.0)
+    c = raw(srv)
+    c.send(build("GET", "/slow"))
+    assert entered.wait(5)
+    stopper = _Stopper(srv)
+    stopper.start()
+    r = c.read_response(timeout=5)
+    stopper.join(10)
+    assert r.status == 200
+    assert r.body == b"done"
+    assert c.is_closed(timeout=3)
+    assert (r.get("connection") or "").lower() == "close", (
+        f"response sent while stopping, then closed, without Connection: close: {r.head!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "first, rest, want",
+    [
+        pytest.param(b"GET /ok HTTP/1.1\r\nHost: x\r\n", b"\r\n", b"ok", id="half-head"),
+        pytest.param(
+            b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+            b"world",
+            b"10",
+            id="half-body",
+        ),
+    ],
+)
+def test_request_partly_received_at_stop_is_finished(
+    serve, make_router, raw, first, rest, want
+) -> None:
+    """A request whose first bytes arrived before stop() is in flight, not idle: the
+    client gets to finish sending it within the grace period and gets its answer."""
+    router = make_router(
+        get=lambda q, s: s.send(200, "ok", "text/plain"),
+        post=lambda q, s: s.send(200, str(len(q.body)), "text/plain"),
+    )
+    srv = serve({"/ok": router}, shutdown_grace=5.0)
+    c = raw(srv)
+    c.send(first)
+    time.sleep(0.1)
+    stopper = _Stopper(srv)
+    stopper.start()
+    time.sleep(0.3)
+    c.send(rest)
+    r = c.read_response(timeout=5)
+    assert r.status == 200
+    assert r.body == want
+    assert c.is_closed(timeout=3)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert stopper.elapsed < 3.0
+
+
 def test_stop_with_ten_idle_keepalive_connections_is_quick(serve, make_router, raw, build) -> None:
     srv = serve(
         {"/": make_router(get=lambda q, s: s.send(200, "x", "text/plain"))},
@@ -252,7 +319,7 @@ def test_response_being_written_to_slow_reader_is_not_cut_short(serve, make_rout
 
 SERVER_SCRIPT = textwrap.dedent(
     """
-    import signal, sys, time
+    import os, signal, sys, time
     from godottpd import HttpServer, HttpRouter
 
     BODY = bytes(range(256)) * 4096  # 1 MiB
@@ -270,7 +337,10 @@ SERVER_SCRIPT = textwrap.dedent(
             ready = handler not in (signal.SIG_DFL, signal.SIG_IGN, None)
             response.send(200, "ready" if ready else "starting", "text/plain")
 
-    srv = HttpServer(port=0, bind_address="127.0.0.1", shutdown_grace=5.0)
+    # Same handler mode as the serve fixture (GODOTTPD_TEST_HANDLER_THREADS=0: inline).
+    mode = os.environ.get("GODOTTPD_TEST_HANDLER_THREADS")
+    extra = {} if mode is None else {"handler_threads": int(mode)}
+    srv = HttpServer(port=0, bind_address="127.0.0.1", shutdown_grace=5.0, **extra)
     srv.register_router("/slow", Slow())
     srv.register_router("/", Ok())
     srv.start()

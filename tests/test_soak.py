@@ -143,6 +143,10 @@ SERVER_SCRIPT = textwrap.dedent(
 class ServerProcess:
     def __init__(self, **kwargs: Any) -> None:
         self.closed = False
+        # Same handler mode as the serve fixture (GODOTTPD_TEST_HANDLER_THREADS=0: inline).
+        mode = os.environ.get("GODOTTPD_TEST_HANDLER_THREADS")
+        if mode is not None:
+            kwargs.setdefault("handler_threads", int(mode))
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(godottpd.__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)

@@ -685,3 +685,41 @@ def test_rejection_does_not_depend_on_packet_boundaries(app, raw, build, data, s
     assert bytes(c.buf) == b""
     assert app.calls == []
     _next_client_ok(app, raw, build)
+
+
+# --------------------------------------------------------------------------- #
+# The error response survives a client that keeps sending
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(
+            b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            id="cl-te",
+        ),
+        pytest.param(b"POST / HTTP/1.1\r\n" + H + b"X-A : v\r\n\r\n", id="sp-before-colon"),
+        pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1, 2\r\n\r\n", id="bad-cl"),
+    ],
+)
+def test_error_response_is_delivered_while_client_keeps_sending(app, raw, build, head) -> None:
+    """Closing with unread request bytes must not reset the connection before the client
+    reads the 400 (a lingering close): send the bad head and 2 MB more at once."""
+    c = raw(app.srv, timeout=10)
+    junk = b"x" * (2 * 1024 * 1024)
+
+    def writer() -> None:
+        try:
+            c.sock.sendall(head + junk)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    r = c.read_response(timeout=10)
+    assert r.status == 400
+    assert c.is_closed(timeout=5)
+    t.join(10)
+    assert app.calls == []
+    _next_client_ok(app, raw, build)
