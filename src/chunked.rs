@@ -45,7 +45,14 @@ pub struct ChunkedDecoder {
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: State::Size { value: 0, digits: 0 }, metadata_len: 0, pending_size: 0 }
+        ChunkedDecoder {
+            state: State::Size {
+                value: 0,
+                digits: 0,
+            },
+            metadata_len: 0,
+            pending_size: 0,
+        }
     }
 }
 
@@ -57,17 +64,28 @@ impl ChunkedDecoder {
     /// Consumes what it can of `input`, appending chunk data to `body`. Returns `Ok(true)`
     /// once the whole chunked body, trailers included, has been read; the bytes after it are
     /// left in `input` for the next request.
-    pub fn decode(&mut self, input: &mut BytesMut, body: &mut Vec<u8>, max_body: u64) -> Result<bool, RequestError> {
+    pub fn decode(
+        &mut self,
+        input: &mut BytesMut,
+        body: &mut Vec<u8>,
+        max_body: u64,
+    ) -> Result<bool, RequestError> {
         while !input.is_empty() {
             if let State::Data { remaining } = self.state {
-                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
                 if (body.len() + take) as u64 > max_body {
                     return Err(RequestError::new(413, "request body too large"));
                 }
                 body.extend_from_slice(&input[..take]);
                 input.advance(take);
                 let remaining = remaining - take as u64;
-                self.state = if remaining == 0 { State::DataCr } else { State::Data { remaining } };
+                self.state = if remaining == 0 {
+                    State::DataCr
+                } else {
+                    State::Data { remaining }
+                };
                 continue;
             }
             let byte = input[0];
@@ -88,7 +106,10 @@ impl ChunkedDecoder {
                         return Err(RequestError::bad_request("chunk size overflows"));
                     }
                     let digit = u64::from((byte as char).to_digit(16).unwrap_or(0));
-                    State::Size { value: value << 4 | digit, digits: digits + 1 }
+                    State::Size {
+                        value: value << 4 | digit,
+                        digits: digits + 1,
+                    }
                 }
                 _ if digits == 0 => return Err(RequestError::bad_request("invalid chunk size")),
                 b'\r' => State::SizeLf { value },
@@ -100,7 +121,9 @@ impl ChunkedDecoder {
                 _ => return Err(RequestError::bad_request("invalid chunk size")),
             },
             State::Extension => match byte {
-                b'\r' => State::SizeLf { value: self.pending_size },
+                b'\r' => State::SizeLf {
+                    value: self.pending_size,
+                },
                 _ if is_field_value_byte(byte) => {
                     self.note_metadata()?;
                     State::Extension
@@ -110,14 +133,21 @@ impl ChunkedDecoder {
             State::SizeLf { value } => match byte {
                 b'\n' if value == 0 => State::TrailerLineStart,
                 b'\n' => State::Data { remaining: value },
-                _ => return Err(RequestError::bad_request("chunk size line not ended by CRLF")),
+                _ => {
+                    return Err(RequestError::bad_request(
+                        "chunk size line not ended by CRLF",
+                    ))
+                }
             },
             State::DataCr => match byte {
                 b'\r' => State::DataLf,
                 _ => return Err(RequestError::bad_request("chunk data not followed by CRLF")),
             },
             State::DataLf => match byte {
-                b'\n' => State::Size { value: 0, digits: 0 },
+                b'\n' => State::Size {
+                    value: 0,
+                    digits: 0,
+                },
                 _ => return Err(RequestError::bad_request("chunk data not followed by CRLF")),
             },
             State::TrailerLineStart => match byte {
@@ -152,7 +182,10 @@ impl ChunkedDecoder {
     fn note_metadata(&mut self) -> Result<(), RequestError> {
         self.metadata_len += 1;
         if self.metadata_len > MAX_METADATA {
-            return Err(RequestError::new(431, "chunk extensions or trailers too large"));
+            return Err(RequestError::new(
+                431,
+                "chunk extensions or trailers too large",
+            ));
         }
         Ok(())
     }
@@ -166,14 +199,18 @@ mod tests {
         let mut decoder = ChunkedDecoder::default();
         let mut buffer = BytesMut::from(input);
         let mut body = Vec::new();
-        assert!(decoder.decode(&mut buffer, &mut body, 1 << 20)?, "incomplete");
+        assert!(
+            decoder.decode(&mut buffer, &mut body, 1 << 20)?,
+            "incomplete"
+        );
         Ok((body, buffer.to_vec()))
     }
 
     #[test]
     fn decodes_chunks_extensions_and_trailers() {
         let (body, rest) =
-            decode_all(b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nGET").unwrap();
+            decode_all(b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nGET")
+                .unwrap();
         assert_eq!(body, b"hello world");
         assert_eq!(rest, b"GET");
     }
@@ -206,7 +243,11 @@ mod tests {
             let mut decoder = ChunkedDecoder::default();
             let mut buffer = BytesMut::from(bad);
             let result = decoder.decode(&mut buffer, &mut Vec::new(), 1 << 20);
-            assert!(result.is_err(), "accepted {:?}", String::from_utf8_lossy(bad));
+            assert!(
+                result.is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -224,6 +265,12 @@ mod tests {
         input.extend(std::iter::repeat_n(b'a', MAX_METADATA + 1));
         let mut decoder = ChunkedDecoder::default();
         let mut buffer = BytesMut::from(&input[..]);
-        assert_eq!(decoder.decode(&mut buffer, &mut Vec::new(), 1 << 20).unwrap_err().status, 431);
+        assert_eq!(
+            decoder
+                .decode(&mut buffer, &mut Vec::new(), 1 << 20)
+                .unwrap_err()
+                .status,
+            431
+        );
     }
 }

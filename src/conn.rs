@@ -14,17 +14,21 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
+use crate::access_log::{self, AccessEvent, AccessRecord};
 use crate::chunked::ChunkedDecoder;
 use crate::dispatch::{Job, Work};
 use crate::encode::{encode_simple, Persistence, ServerHeaders};
 use crate::engine::{Engine, Target};
 use crate::error::RequestError;
 use crate::exchange::{ConnectionInfo, Outgoing, ReplyContext, ReplyReceiver, RequestData};
+use crate::files::{self, FileRequest, FileRoute};
 use crate::http_router::Handler;
 use crate::parse::{parse_head, Framing, Method, RequestHead};
 use crate::router::RequestPath;
+use crate::sendfile::send_file;
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
@@ -34,6 +38,14 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Pending {
     Ready(Outgoing),
     Waiting(ReplyReceiver),
+    /// A file router's answer, being worked out on the blocking pool.
+    Blocking(JoinHandle<Outgoing>),
+}
+
+/// One answer to write, with the request line for the access log (when it is on).
+struct Entry {
+    answer: Pending,
+    request_line: Option<Box<str>>,
 }
 
 /// Why the connection stops.
@@ -48,7 +60,9 @@ struct Connection {
     stream: TcpStream,
     input: BytesMut,
     output: Vec<u8>,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<Entry>,
+    /// The request line of the request being answered, kept only when the access log is on.
+    request_line: Option<Box<str>>,
     engine: Arc<Engine>,
     info: Arc<ConnectionInfo>,
     /// Whether any request has been received yet (a fresh connection waits `header_timeout`
@@ -67,6 +81,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
         input: BytesMut::with_capacity(READ_CHUNK),
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
+        request_line: None,
         engine,
         info: info.clone(),
         served_any: false,
@@ -83,11 +98,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
 /// Answers a connection the server has no room for: 503, then close.
 pub async fn reject_busy(mut stream: TcpStream, engine: Arc<Engine>) {
     let identifier = engine.config.server_identifier.load();
-    let defaults =
-        ServerHeaders { server: identifier.as_bytes(), extra_lines: b"Retry-After: 1\r\n", persistence: Persistence::Close };
+    let defaults = ServerHeaders {
+        server: identifier.as_bytes(),
+        extra_lines: b"Retry-After: 1\r\n",
+        persistence: Persistence::Close,
+    };
     let mut out = Vec::with_capacity(256);
     let body = b"Service Unavailable: too many open connections";
-    encode_simple(&mut out, 503, &defaults, &[], b"text/plain; charset=utf-8", body, false);
+    encode_simple(
+        &mut out,
+        503,
+        &defaults,
+        &[],
+        b"text/plain; charset=utf-8",
+        body,
+        false,
+    );
     let _ = timeout(Duration::from_secs(1), stream.write_all(&out)).await;
     let _ = stream.shutdown().await;
 }
@@ -110,6 +136,9 @@ impl Connection {
             };
             self.served_any = true;
             self.head_deadline = None;
+            if self.engine.access_log.is_some() {
+                self.request_line = Some(access_log::request_line(&head));
+            }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
                 Err(stop) => return stop,
@@ -128,7 +157,11 @@ impl Connection {
         let limits = &self.engine.limits;
         if self.input.is_empty() && self.head_deadline.is_none() {
             // Idle between requests: wait for the first byte, or shutdown, or the idle timeout.
-            let idle = if self.served_any { limits.keepalive_timeout } else { limits.header_timeout };
+            let idle = if self.served_any {
+                limits.keepalive_timeout
+            } else {
+                limits.header_timeout
+            };
             let mut shutdown = self.engine.shutdown.clone();
             if *shutdown.borrow() {
                 return Err(Stop::Quietly);
@@ -148,10 +181,15 @@ impl Connection {
         }
         // Part of a head is here: the rest must come before the deadline set at its first
         // byte, however slowly it trickles in (a slowloris client gets 408, not a slot).
-        let deadline = *self.head_deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
+        let deadline = *self
+            .head_deadline
+            .get_or_insert_with(|| Instant::now() + limits.header_timeout);
         self.input.reserve(READ_CHUNK);
         match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
-            Err(_) => Err(Stop::Refuse(RequestError::new(408, "request header section not received in time"))),
+            Err(_) => Err(Stop::Refuse(RequestError::new(
+                408,
+                "request header section not received in time",
+            ))),
             Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
             Ok(Ok(_)) => Ok(()),
         }
@@ -159,7 +197,12 @@ impl Connection {
 
     async fn read_more_body(&mut self) -> Result<(), Stop> {
         self.input.reserve(READ_CHUNK);
-        match timeout(self.engine.limits.body_timeout, self.stream.read_buf(&mut self.input)).await {
+        match timeout(
+            self.engine.limits.body_timeout,
+            self.stream.read_buf(&mut self.input),
+        )
+        .await
+        {
             Err(_) => Err(Stop::Refuse(RequestError::new(408, "request body stalled"))),
             Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
             Ok(Ok(_)) => Ok(()),
@@ -168,7 +211,11 @@ impl Connection {
 
     /// Before waiting for a body that is not buffered yet: answer what is pending, and say
     /// `100 Continue` if the client waits for it (RFC 9110 §10.1.1).
-    async fn prepare_body_wait(&mut self, head: &RequestHead, continued: &mut bool) -> Result<(), Stop> {
+    async fn prepare_body_wait(
+        &mut self,
+        head: &RequestHead,
+        continued: &mut bool,
+    ) -> Result<(), Stop> {
         if !self.flush().await {
             return Err(Stop::Quietly);
         }
@@ -189,7 +236,10 @@ impl Connection {
             Framing::Length(length) => {
                 if length > max_body {
                     // Refused before reading: the client learns before it sends the body.
-                    return Err(Stop::Refuse(RequestError::new(413, "request body too large")));
+                    return Err(Stop::Refuse(RequestError::new(
+                        413,
+                        "request body too large",
+                    )));
                 }
                 let length = length as usize;
                 if self.input.len() < length {
@@ -218,8 +268,17 @@ impl Connection {
         }
     }
 
-    fn server_headers<'a>(&self, identifier: &'a str, persistence: Persistence, extra: &'a [u8]) -> ServerHeaders<'a> {
-        ServerHeaders { server: identifier.as_bytes(), extra_lines: extra, persistence }
+    fn server_headers<'a>(
+        &self,
+        identifier: &'a str,
+        persistence: Persistence,
+        extra: &'a [u8],
+    ) -> ServerHeaders<'a> {
+        ServerHeaders {
+            server: identifier.as_bytes(),
+            extra_lines: extra,
+            persistence,
+        }
     }
 
     /// Queues an answer the server writes itself.
@@ -236,14 +295,38 @@ impl Connection {
         let identifier = self.engine.config.server_identifier.load_full();
         let defaults = self.server_headers(&identifier, persistence, extra_lines);
         let mut bytes = Vec::with_capacity(192 + body.len());
-        encode_simple(&mut bytes, status, &defaults, headers, b"text/plain; charset=utf-8", body, head_only);
-        self.pending.push_back(Pending::Ready(Outgoing { bytes, close: persistence == Persistence::Close }));
+        encode_simple(
+            &mut bytes,
+            status,
+            &defaults,
+            headers,
+            b"text/plain; charset=utf-8",
+            body,
+            head_only,
+        );
+        let outgoing = Outgoing {
+            bytes,
+            close: persistence == Persistence::Close,
+            file: None,
+        };
+        self.push(Pending::Ready(outgoing));
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
     fn refuse(&mut self, error: RequestError) {
-        let body = format!("{}: {}", crate::status::reason_phrase(error.status), error.reason);
-        self.answer(error.status, Persistence::Close, b"", &[], body.as_bytes(), false);
+        let body = format!(
+            "{}: {}",
+            crate::status::reason_phrase(error.status),
+            error.reason
+        );
+        self.answer(
+            error.status,
+            Persistence::Close,
+            b"",
+            &[],
+            body.as_bytes(),
+            false,
+        );
     }
 
     /// Routes one request and queues its answer. Returns whether the connection closes after.
@@ -265,19 +348,36 @@ impl Connection {
         // The target was checked to be ASCII by the parser.
         let raw_path = std::str::from_utf8(head.raw_path()).unwrap_or("/");
         let Some(path) = RequestPath::new(raw_path) else {
-            self.refuse(RequestError::bad_request("the path is not UTF-8 once percent-decoded"));
+            self.refuse(RequestError::bad_request(
+                "the path is not UTF-8 once percent-decoded",
+            ));
             return true;
         };
         let config = self.engine.config.clone();
         let cors = config.cors.load();
-        let cors_lines = cors.as_ref().and_then(|cors| cors.lines_for(head.first_header("origin")));
+        let cors_lines = cors
+            .as_ref()
+            .and_then(|cors| cors.lines_for(head.first_header("origin")));
         let routes = config.routes.load();
         let Some((target, captures)) = routes.find(&path) else {
             let extra = cors_lines.as_deref().unwrap_or_default();
             self.answer(404, persistence, extra, &[], b"Not found", head_only);
             return close;
         };
-        let Target::Python(route) = target;
+        let route = match target {
+            Target::Python(route) => route,
+            Target::Files(files) => {
+                let files = files.clone();
+                let tail = path
+                    .raw_tail(captures.prefix_len)
+                    .iter()
+                    .map(|segment| (*segment).to_owned())
+                    .collect();
+                let identifier = Arc::from(&**config.server_identifier.load_full());
+                self.dispatch_files(files, head, tail, persistence, cors_lines, identifier);
+                return close;
+            }
+        };
         let handler = match head.method {
             Method::Get => Some(Handler::Get),
             Method::Head if route.handles(Handler::Head) => Some(Handler::Head),
@@ -301,11 +401,23 @@ impl Connection {
             } else {
                 let extra = cors_lines.as_deref().unwrap_or_default();
                 let allow = route.allow.clone();
-                self.answer(405, persistence, extra, &[(b"Allow", allow.as_bytes())], b"Method Not Allowed", head_only);
+                self.answer(
+                    405,
+                    persistence,
+                    extra,
+                    &[(b"Allow", allow.as_bytes())],
+                    b"Method Not Allowed",
+                    head_only,
+                );
             }
             return close;
         };
-        let request = Arc::new(RequestData { path: path.decoded.into_owned(), parameters: captures.parameters, head, body });
+        let request = Arc::new(RequestData {
+            path: path.decoded.into_owned(),
+            parameters: captures.parameters,
+            head,
+            body,
+        });
         let (reply, receiver) = tokio::sync::oneshot::channel();
         let context = ReplyContext {
             request,
@@ -316,32 +428,103 @@ impl Connection {
             allow: route.allow.clone(),
             server_identifier: Arc::from(&**config.server_identifier.load_full()),
         };
-        let job = Job { route: route.clone(), handler, context, reply };
+        let job = Job {
+            route: route.clone(),
+            handler,
+            context,
+            reply,
+        };
         if self.engine.work.send(Work::Job(Box::new(job))).is_err() {
-            self.answer(503, Persistence::Close, b"", &[], b"Service Unavailable: the server is stopping", head_only);
+            self.answer(
+                503,
+                Persistence::Close,
+                b"",
+                &[],
+                b"Service Unavailable: the server is stopping",
+                head_only,
+            );
             return true;
         }
-        self.pending.push_back(Pending::Waiting(receiver));
+        self.push(Pending::Waiting(receiver));
         close
     }
 
-    /// Writes every pending answer, in order, in as few writes as possible.
-    /// Returns `false` when the connection must close.
+    /// Queues an answer, in request order.
+    fn push(&mut self, answer: Pending) {
+        let request_line = match self.engine.access_log {
+            Some(_) => Some(self.request_line.take().unwrap_or_else(|| "-".into())),
+            None => None,
+        };
+        self.pending.push_back(Entry {
+            answer,
+            request_line,
+        });
+    }
+
+    /// Hands a file-router request to the blocking pool (RFC 9110 §9.1: a file router
+    /// implements GET and HEAD only; anything else is 405 with `Allow: GET, HEAD`).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_files(
+        &mut self,
+        route: Arc<FileRoute>,
+        head: RequestHead,
+        tail: Vec<String>,
+        persistence: Persistence,
+        cors_lines: Option<Arc<[u8]>>,
+        server_identifier: Arc<str>,
+    ) {
+        let head_only = head.method == Method::Head;
+        if !matches!(head.method, Method::Get | Method::Head) {
+            let cors = self.engine.config.cors.load();
+            let is_preflight = head.method == Method::Options
+                && head.first_header("access-control-request-method").is_some();
+            let extra = cors_lines.as_deref().unwrap_or_default();
+            match (is_preflight, cors.as_ref(), cors_lines.as_ref()) {
+                (true, Some(cors), Some(_)) => {
+                    let mut lines = extra.to_vec();
+                    lines.extend_from_slice(&cors.preflight_lines());
+                    self.answer(204, persistence, &lines, &[], b"", false);
+                }
+                _ => self.answer(
+                    405,
+                    persistence,
+                    extra,
+                    &[(b"Allow", b"GET, HEAD")],
+                    b"Method Not Allowed",
+                    head_only,
+                ),
+            }
+            return;
+        }
+        let trailing_slash = head.raw_path().ends_with(b"/");
+        let request = FileRequest {
+            head,
+            tail,
+            trailing_slash,
+            head_only,
+            persistence,
+            cors_lines,
+            server_identifier,
+        };
+        let handle = tokio::task::spawn_blocking(move || files::respond(&route, &request));
+        self.push(Pending::Blocking(handle));
+    }
+
+    /// Writes every pending answer, in order, in as few writes as possible; a file body is
+    /// streamed after the head before it. Returns `false` when the connection must close.
     async fn flush(&mut self) -> bool {
         let mut keep_open = true;
-        while let Some(pending) = self.pending.pop_front() {
-            let outgoing = match pending {
+        while let Some(Entry {
+            answer,
+            request_line,
+        }) = self.pending.pop_front()
+        {
+            let outgoing = match answer {
                 Pending::Ready(outgoing) => outgoing,
                 Pending::Waiting(receiver) => {
-                    if !self.output.is_empty() {
-                        // Do not hold finished answers back while a handler is still working.
-                        let output = std::mem::take(&mut self.output);
-                        let written = self.write(&output).await;
-                        self.output = output;
-                        self.output.clear();
-                        if written.is_err() {
-                            return false;
-                        }
+                    // Do not hold finished answers back while a handler is still working.
+                    if !self.write_output().await {
+                        return false;
                     }
                     match receiver.await {
                         Ok(outgoing) => outgoing,
@@ -349,31 +532,97 @@ impl Connection {
                         Err(_) => return false,
                     }
                 }
+                Pending::Blocking(handle) => {
+                    if !self.write_output().await {
+                        return false;
+                    }
+                    match handle.await {
+                        Ok(outgoing) => outgoing,
+                        // The file task panicked: a 500, then close (nothing else is known).
+                        Err(_) => self.internal_error(),
+                    }
+                }
             };
+            self.record(request_line, &outgoing);
             self.output.extend_from_slice(&outgoing.bytes);
+            if let Some(body) = &outgoing.file {
+                if !self.write_output().await {
+                    return false;
+                }
+                if send_file(&self.stream, body, self.engine.limits.write_timeout)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
             if outgoing.close {
                 keep_open = false;
                 self.pending.clear();
                 break;
             }
         }
-        if !self.output.is_empty() {
-            let output = std::mem::take(&mut self.output);
-            let written = self.write(&output).await;
-            self.output = output;
-            self.output.clear();
-            if written.is_err() {
-                return false;
-            }
+        self.write_output().await && keep_open
+    }
+
+    /// Writes the buffered answers; `false` when the connection must close.
+    async fn write_output(&mut self) -> bool {
+        if self.output.is_empty() {
+            return true;
         }
-        keep_open
+        let output = std::mem::take(&mut self.output);
+        let written = self.write(&output).await;
+        self.output = output;
+        self.output.clear();
+        written.is_ok()
+    }
+
+    fn internal_error(&self) -> Outgoing {
+        let identifier = self.engine.config.server_identifier.load_full();
+        let defaults = self.server_headers(&identifier, Persistence::Close, b"");
+        let mut bytes = Vec::with_capacity(192);
+        encode_simple(
+            &mut bytes,
+            500,
+            &defaults,
+            &[],
+            b"text/plain; charset=utf-8",
+            b"Internal Server Error",
+            false,
+        );
+        Outgoing {
+            bytes,
+            close: true,
+            file: None,
+        }
+    }
+
+    /// Hands one answered request to the access log, when it is on.
+    fn record(&self, request_line: Option<Box<str>>, outgoing: &Outgoing) {
+        let (Some(sender), Some(request_line)) = (&self.engine.access_log, request_line) else {
+            return;
+        };
+        let (status, bytes) = access_log::measure(outgoing);
+        let record = AccessRecord {
+            peer: self.info.peer,
+            request_line,
+            status,
+            bytes,
+            time: std::time::SystemTime::now(),
+        };
+        let _ = sender.send(AccessEvent::Record(record));
     }
 
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
         let mut written = 0;
         while written < bytes.len() {
-            match timeout(self.engine.limits.write_timeout, self.stream.write(&bytes[written..])).await {
+            match timeout(
+                self.engine.limits.write_timeout,
+                self.stream.write(&bytes[written..]),
+            )
+            .await
+            {
                 Ok(Ok(n)) if n > 0 => written += n,
                 _ => return Err(()),
             }

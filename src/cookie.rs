@@ -23,8 +23,11 @@ impl Attribute {
     /// GodotTPD's spellings (`max-age`, `httpOnly`, `sameSite`) and Python's (`max_age`,
     /// `http_only`, `same_site`) alike: case, `-` and `_` are ignored.
     pub fn from_option_name(name: &str) -> Option<Attribute> {
-        let folded: String =
-            name.chars().filter(|c| *c != '-' && *c != '_').map(|c| c.to_ascii_lowercase()).collect();
+        let folded: String = name
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
         Some(match folded.as_str() {
             "domain" => Attribute::Domain,
             "path" => Attribute::Path,
@@ -98,7 +101,9 @@ pub fn is_cookie_value(value: &str) -> bool {
 
 /// RFC 6265 §4.1.1: an attribute value is `*<any CHAR except CTLs or ";">`.
 fn is_attribute_value(value: &str) -> bool {
-    value.bytes().all(|byte| (0x20..0x7f).contains(&byte) && byte != b';')
+    value
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte) && byte != b';')
 }
 
 impl CookieSpec {
@@ -117,7 +122,9 @@ impl CookieSpec {
         for (label, value) in [("Domain", &self.domain), ("Path", &self.path)] {
             if let Some(value) = value {
                 if !is_attribute_value(value) || value.is_empty() {
-                    return Err(format!("cookie {label} {value:?} is empty or has a control character or ';'"));
+                    return Err(format!(
+                        "cookie {label} {value:?} is empty or has a control character or ';'"
+                    ));
                 }
                 let _ = write!(out, "; {label}={value}");
             }
@@ -171,22 +178,41 @@ mod tests {
 
     #[test]
     fn refuses_what_would_break_the_line() {
-        let bad = |name: &str, value: &str| CookieSpec { name: name.into(), value: value.into(), ..Default::default() };
+        let bad = |name: &str, value: &str| CookieSpec {
+            name: name.into(),
+            value: value.into(),
+            ..Default::default()
+        };
         assert!(bad("a b", "v").render().is_err());
         assert!(bad("a", "v;w").render().is_err());
         assert!(bad("a", "v\r\nSet-Cookie: x=y").render().is_err());
         assert!(bad("a", "v w").render().is_err());
         assert!(bad("a", "\"quoted\"").render().is_ok());
-        let path = CookieSpec { path: Some("/;x".into()), ..bad("a", "b") };
+        let path = CookieSpec {
+            path: Some("/;x".into()),
+            ..bad("a", "b")
+        };
         assert!(path.render().is_err());
     }
 
     #[test]
     fn option_spellings() {
-        assert_eq!(Attribute::from_option_name("max-age"), Some(Attribute::MaxAge));
-        assert_eq!(Attribute::from_option_name("max_age"), Some(Attribute::MaxAge));
-        assert_eq!(Attribute::from_option_name("httpOnly"), Some(Attribute::HttpOnly));
-        assert_eq!(Attribute::from_option_name("same_site"), Some(Attribute::SameSite));
+        assert_eq!(
+            Attribute::from_option_name("max-age"),
+            Some(Attribute::MaxAge)
+        );
+        assert_eq!(
+            Attribute::from_option_name("max_age"),
+            Some(Attribute::MaxAge)
+        );
+        assert_eq!(
+            Attribute::from_option_name("httpOnly"),
+            Some(Attribute::HttpOnly)
+        );
+        assert_eq!(
+            Attribute::from_option_name("same_site"),
+            Some(Attribute::SameSite)
+        );
         assert_eq!(Attribute::from_option_name("color"), None);
     }
 }

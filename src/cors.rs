@@ -34,7 +34,12 @@ impl Cors {
                 (origin, Arc::from(lines.into_bytes()))
             })
             .collect();
-        Ok(Cors { any_origin, origins, methods, headers })
+        Ok(Cors {
+            any_origin,
+            origins,
+            methods,
+            headers,
+        })
     }
 
     /// The CORS lines for a response to a request with this `Origin` (none if not allowed).
@@ -43,7 +48,10 @@ impl Cors {
         if let Some(any) = &self.any_origin {
             return Some(any.clone());
         }
-        self.origins.iter().find(|(allowed, _)| allowed.as_bytes() == origin).map(|(_, lines)| lines.clone())
+        self.origins
+            .iter()
+            .find(|(allowed, _)| allowed.as_bytes() == origin)
+            .map(|(_, lines)| lines.clone())
     }
 
     /// The extra lines of a preflight answer.
@@ -62,9 +70,17 @@ mod tests {
 
     #[test]
     fn echoes_allowed_origins_only() {
-        let cors = Cors::new(vec!["https://a.example".into()], "GET".into(), "content-type".into()).unwrap();
+        let cors = Cors::new(
+            vec!["https://a.example".into()],
+            "GET".into(),
+            "content-type".into(),
+        )
+        .unwrap();
         let lines = cors.lines_for(Some(b"https://a.example")).unwrap();
-        assert_eq!(&lines[..], b"Access-Control-Allow-Origin: https://a.example\r\nVary: Origin\r\n");
+        assert_eq!(
+            &lines[..],
+            b"Access-Control-Allow-Origin: https://a.example\r\nVary: Origin\r\n"
+        );
         assert!(cors.lines_for(Some(b"https://b.example")).is_none());
         assert!(cors.lines_for(None).is_none());
     }
@@ -72,7 +88,10 @@ mod tests {
     #[test]
     fn star_allows_all() {
         let cors = Cors::new(vec!["*".into()], "GET".into(), "x".into()).unwrap();
-        assert_eq!(&cors.lines_for(Some(b"https://b.example")).unwrap()[..], b"Access-Control-Allow-Origin: *\r\n");
+        assert_eq!(
+            &cors.lines_for(Some(b"https://b.example")).unwrap()[..],
+            b"Access-Control-Allow-Origin: *\r\n"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ thread_local! {
 /// Calls `write` with the current date as an IMF-fixdate.
 pub fn with_http_date<R>(write: impl FnOnce(&[u8]) -> R) -> R {
     let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
     CACHE.with(|cell| {
         let mut cache = cell.borrow_mut();
         if cache.second != second {

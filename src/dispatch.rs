@@ -33,7 +33,12 @@ pub enum Work {
 
 /// Runs one job on the calling thread, which is attached.
 pub fn run_job(py: Python<'_>, job: Job) {
-    let Job { route, handler, context, reply } = job;
+    let Job {
+        route,
+        handler,
+        context,
+        reply,
+    } = job;
     let Some(method) = route.handlers[handler as usize].as_ref() else {
         return;
     };
@@ -42,10 +47,15 @@ pub fn run_job(py: Python<'_>, job: Job) {
         Ok(response) => response,
         Err(error) => return log_exception(py, "could not create a response object", &error),
     };
-    let outcome = Py::new(py, request).and_then(|request| method.call1(py, (request, response.clone_ref(py))));
+    let outcome = Py::new(py, request)
+        .and_then(|request| method.call1(py, (request, response.clone_ref(py))));
     if let Err(error) = outcome {
         let response = response.get();
-        let message = format!("{} raised while handling {}", HANDLER_NAMES[handler as usize].1, response.describe());
+        let message = format!(
+            "{} raised while handling {}",
+            HANDLER_NAMES[handler as usize].1,
+            response.describe()
+        );
         log_exception(py, &message, &error);
         response.send_error_if_unsent(py, 500, "Internal Server Error");
     }

@@ -43,7 +43,13 @@ pub struct HeadEncoder<'a> {
 impl<'a> HeadEncoder<'a> {
     pub fn new(out: &'a mut Vec<u8>, status: u16) -> Self {
         out.extend_from_slice(status_line(status));
-        HeadEncoder { out, status, has_content_type: false, has_date: false, has_server: false }
+        HeadEncoder {
+            out,
+            status,
+            has_content_type: false,
+            has_date: false,
+            has_server: false,
+        }
     }
 
     /// Adds a validated header line. A handler's `Content-Type`, `Date` or `Server` replaces
@@ -71,7 +77,12 @@ impl<'a> HeadEncoder<'a> {
 
     /// Completes the head: the server's defaults, the framing, and the blank line.
     /// `content_type` is the default type, used when the handler set none.
-    pub fn finish(mut self, defaults: &ServerHeaders<'_>, content_type: &[u8], content_length: u64) {
+    pub fn finish(
+        mut self,
+        defaults: &ServerHeaders<'_>,
+        content_type: &[u8],
+        content_length: u64,
+    ) {
         if !self.has_server && !defaults.server.is_empty() {
             self.line(b"Server", defaults.server);
         }
@@ -128,7 +139,11 @@ mod tests {
     use super::*;
 
     fn defaults(persistence: Persistence) -> ServerHeaders<'static> {
-        ServerHeaders { server: b"GodotTPD", extra_lines: b"", persistence }
+        ServerHeaders {
+            server: b"GodotTPD",
+            extra_lines: b"",
+            persistence,
+        }
     }
 
     fn text(out: &[u8]) -> String {
@@ -139,7 +154,15 @@ mod tests {
     fn small_response() {
         let mut out = Vec::new();
         let defaults = defaults(Persistence::KeepAlive);
-        encode_simple(&mut out, 200, &defaults, &[], b"text/plain", b"hello", false);
+        encode_simple(
+            &mut out,
+            200,
+            &defaults,
+            &[],
+            b"text/plain",
+            b"hello",
+            false,
+        );
         let text = text(&out);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nServer: GodotTPD\r\nDate: "));
         assert!(text.ends_with("Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"));
@@ -167,7 +190,15 @@ mod tests {
         for status in [100, 204, 304] {
             let mut out = Vec::new();
             let defaults = defaults(Persistence::KeepAlive);
-            encode_simple(&mut out, status, &defaults, &[], b"text/plain", b"body", false);
+            encode_simple(
+                &mut out,
+                status,
+                &defaults,
+                &[],
+                b"text/plain",
+                b"body",
+                false,
+            );
             let text = text(&out);
             assert!(!text.contains("Content-Length"), "{text}");
             assert!(!text.contains("Content-Type"), "{text}");
@@ -189,9 +220,20 @@ mod tests {
     #[test]
     fn empty_server_identifier_sends_no_server_header() {
         let mut out = Vec::new();
-        let defaults =
-            ServerHeaders { server: b"", extra_lines: b"X-Extra: 1\r\n", persistence: Persistence::KeepAlive };
-        encode_simple(&mut out, 404, &defaults, &[], b"text/plain", b"Not found", false);
+        let defaults = ServerHeaders {
+            server: b"",
+            extra_lines: b"X-Extra: 1\r\n",
+            persistence: Persistence::KeepAlive,
+        };
+        encode_simple(
+            &mut out,
+            404,
+            &defaults,
+            &[],
+            b"text/plain",
+            b"Not found",
+            false,
+        );
         let text = text(&out);
         assert!(!text.contains("Server"));
         assert!(text.contains("X-Extra: 1\r\n"));

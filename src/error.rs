@@ -19,7 +19,10 @@ impl RequestError {
 
     #[cold]
     pub const fn bad_request(reason: &'static str) -> Self {
-        RequestError { status: 400, reason }
+        RequestError {
+            status: 400,
+            reason,
+        }
     }
 }
 

@@ -19,7 +19,10 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(peer: SocketAddr) -> Self {
-        ConnectionInfo { peer, open: AtomicBool::new(true) }
+        ConnectionInfo {
+            peer,
+            open: AtomicBool::new(true),
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -48,6 +51,17 @@ pub struct Outgoing {
     pub bytes: Vec<u8>,
     /// The connection closes after these bytes.
     pub close: bool,
+    /// A body streamed from a file after `bytes` (which then hold only the head).
+    pub file: Option<FileBody>,
+}
+
+/// `len` bytes of `file` from `offset`, sent with `sendfile(2)` without passing through
+/// user memory, so a file of any size costs the same.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
 }
 
 pub type ReplySender = tokio::sync::oneshot::Sender<Outgoing>;

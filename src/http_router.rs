@@ -61,12 +61,16 @@ impl PyRoute {
         }
         let mut allowed: Vec<&str> = Vec::new();
         for (index, (method, _)) in HANDLER_NAMES.iter().enumerate() {
-            let handled = handlers[index].is_some() || (index == Handler::Head as usize && handlers[0].is_some());
+            let handled = handlers[index].is_some()
+                || (index == Handler::Head as usize && handlers[0].is_some());
             if handled {
                 allowed.push(method);
             }
         }
-        Ok(PyRoute { handlers, allow: allowed.join(", ").into() })
+        Ok(PyRoute {
+            handlers,
+            allow: allowed.join(", ").into(),
+        })
     }
 
     pub fn handles(&self, handler: Handler) -> bool {
@@ -91,37 +95,72 @@ impl HttpRouter {
         HttpRouter
     }
 
-    fn handle_get(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_get(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_head(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_head(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_post(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_post(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_put(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_put(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_patch(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_patch(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_delete(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_delete(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }
 
-    fn handle_options(&self, py: Python<'_>, request: &Bound<'_, PyAny>, response: &Bound<'_, HttpResponse>) -> PyResult<()> {
+    fn handle_options(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        response: &Bound<'_, HttpResponse>,
+    ) -> PyResult<()> {
         let _ = request;
         response.get().send_method_not_allowed(py)
     }

@@ -29,7 +29,11 @@ impl Value<'_, '_> {
     }
 
     fn child<'a, 'py>(&'a self, object: &'a Bound<'py, PyAny>) -> Value<'a, 'py> {
-        Value { object, depth: self.depth + 1, failure: self.failure }
+        Value {
+            object,
+            depth: self.depth + 1,
+            failure: self.failure,
+        }
     }
 }
 
@@ -37,7 +41,9 @@ impl Serialize for Value<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let object = self.object;
         if self.depth > MAX_DEPTH {
-            return Err(self.fail(PyValueError::new_err("JSON data is nested too deeply (or is circular)")));
+            return Err(self.fail(PyValueError::new_err(
+                "JSON data is nested too deeply (or is circular)",
+            )));
         }
         if let Ok(text) = object.cast::<PyString>() {
             return match text.to_cow() {
@@ -58,7 +64,9 @@ impl Serialize for Value<'_, '_> {
             if let Ok(number) = object.extract::<u64>() {
                 return serializer.serialize_u64(number);
             }
-            return Err(self.fail(PyValueError::new_err("integer too large for JSON (beyond 64 bits)")));
+            return Err(self.fail(PyValueError::new_err(
+                "integer too large for JSON (beyond 64 bits)",
+            )));
         }
         if let Ok(number) = object.cast::<PyFloat>() {
             let value = number.value();
@@ -92,8 +100,14 @@ impl Serialize for Value<'_, '_> {
             }
             return seq.end();
         }
-        let type_name = object.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-        Err(self.fail(PyTypeError::new_err(format!("Object of type {type_name} is not JSON serializable"))))
+        let type_name = object
+            .get_type()
+            .name()
+            .map(|name| name.to_string())
+            .unwrap_or_default();
+        Err(self.fail(PyTypeError::new_err(format!(
+            "Object of type {type_name} is not JSON serializable"
+        ))))
     }
 }
 
@@ -111,17 +125,29 @@ fn json_key(key: &Bound<'_, PyAny>) -> PyResult<String> {
     if key.is_instance_of::<PyInt>() || key.is_instance_of::<PyFloat>() {
         return Ok(key.str()?.to_cow()?.into_owned());
     }
-    let type_name = key.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-    Err(PyTypeError::new_err(format!("keys must be str, int, float, bool or None, not {type_name}")))
+    let type_name = key
+        .get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    Err(PyTypeError::new_err(format!(
+        "keys must be str, int, float, bool or None, not {type_name}"
+    )))
 }
 
 /// Serialises `object` as compact UTF-8 JSON.
 pub fn to_json(object: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let failure = RefCell::new(None);
-    let value = Value { object, depth: 0, failure: &failure };
+    let value = Value {
+        object,
+        depth: 0,
+        failure: &failure,
+    };
     let mut out = Vec::with_capacity(128);
     match serde_json::to_writer(&mut out, &value) {
         Ok(()) => Ok(out),
-        Err(error) => Err(failure.into_inner().unwrap_or_else(|| PyValueError::new_err(error.to_string()))),
+        Err(error) => Err(failure
+            .into_inner()
+            .unwrap_or_else(|| PyValueError::new_err(error.to_string()))),
     }
 }

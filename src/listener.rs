@@ -15,7 +15,11 @@ use crate::engine::Engine;
 const BACKLOG: i32 = 1024;
 
 fn listen_on(address: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     // SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT; it
     // does not let two servers share a port (that would be SO_REUSEPORT), so a busy port
     // still fails with EADDRINUSE.
@@ -37,8 +41,14 @@ pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> 
         return listen_on(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true)
             .or_else(|_| listen_on(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false));
     }
-    let host = bind_address.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(bind_address);
-    let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{bind_address:?} resolves to no address"));
+    let host = bind_address
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(bind_address);
+    let mut last_error = io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        format!("{bind_address:?} resolves to no address"),
+    );
     for address in (host, port).to_socket_addrs()? {
         match listen_on(address, false) {
             Ok(listener) => return Ok(listener),

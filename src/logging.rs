@@ -8,7 +8,13 @@ static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     LOGGER
-        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("logging")?.call_method1("getLogger", ("godottpd",))?.unbind()))
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("logging")?
+                    .call_method1("getLogger", ("godottpd",))?
+                    .unbind(),
+            )
+        })
         .map(|logger| logger.bind(py))
 }
 
@@ -16,7 +22,10 @@ fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 pub fn log_exception(py: Python<'_>, message: &str, error: &PyErr) {
     let result = logger(py).and_then(|logger| {
         let kwargs = PyDict::new(py);
-        kwargs.set_item("exc_info", (error.get_type(py), error.value(py), error.traceback(py)))?;
+        kwargs.set_item(
+            "exc_info",
+            (error.get_type(py), error.value(py), error.traceback(py)),
+        )?;
         logger.call_method("error", ("%s", message), Some(&kwargs))?;
         Ok(())
     });
@@ -29,7 +38,9 @@ pub fn log_exception(py: Python<'_>, message: &str, error: &PyErr) {
 
 /// Logs `message` at WARNING.
 pub fn log_warning(py: Python<'_>, message: &str) {
-    if let Err(error) = logger(py).and_then(|logger| logger.call_method1("warning", ("%s", message))) {
+    if let Err(error) =
+        logger(py).and_then(|logger| logger.call_method1("warning", ("%s", message)))
+    {
         error.print(py);
     }
 }

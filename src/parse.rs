@@ -102,7 +102,9 @@ impl RequestHead {
     }
 
     pub fn raw_query(&self) -> &[u8] {
-        self.query.clone().map_or(&[][..], |range| &self.bytes[range])
+        self.query
+            .clone()
+            .map_or(&[][..], |range| &self.bytes[range])
     }
 
     pub fn header_name(&self, header: &HeaderSpan) -> &[u8] {
@@ -130,10 +132,14 @@ impl RequestHead {
 ///
 /// `Ok(None)` means more bytes are needed. On error the connection must answer with the
 /// error's status and close.
-pub fn parse_head(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, RequestError> {
+pub fn parse_head(
+    buffer: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<RequestHead>, RequestError> {
     check_request_line_length(buffer, limits.max_request_line)?;
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut storage =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let mut request = httparse::Request::new(&mut []);
     let status = request.parse_with_uninit_headers(&buffer[..], &mut storage[..max_headers]);
     let head_len = match status {
@@ -148,7 +154,10 @@ pub fn parse_head(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
             return Err(RequestError::new(431, "too many header fields"));
         }
         Err(httparse::Error::Version) => {
-            return Err(RequestError::new(505, "only HTTP/1.0 and HTTP/1.1 are supported"));
+            return Err(RequestError::new(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ));
         }
         Err(_) => return Err(RequestError::bad_request("malformed request head")),
     };
@@ -167,7 +176,11 @@ pub fn parse_head(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
     for header in request.headers.iter() {
         let name_start = offset_of(header.name.as_bytes());
         let value = trim_ows(header.value);
-        let value_start = if value.is_empty() { name_start } else { offset_of(value) };
+        let value_start = if value.is_empty() {
+            name_start
+        } else {
+            offset_of(value)
+        };
         spans.push(HeaderSpan {
             name: span32(name_start, header.name.len()),
             value: span32(value_start, value.len()),
@@ -200,7 +213,10 @@ fn span32(start: usize, len: usize) -> Range<u32> {
 /// RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to
 /// parse MUST respond with a 414 (URI Too Long) status code."
 fn check_request_line_length(buffer: &[u8], max: usize) -> Result<(), RequestError> {
-    let start = buffer.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buffer.len());
+    let start = buffer
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buffer.len());
     let rest = &buffer[start..];
     let line_len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
     if line_len > max {
@@ -223,10 +239,14 @@ fn split_target(
         if *method == Method::Options {
             return Ok((start..start, None, true));
         }
-        return Err(RequestError::bad_request("asterisk-form is only for OPTIONS"));
+        return Err(RequestError::bad_request(
+            "asterisk-form is only for OPTIONS",
+        ));
     }
     if target.iter().any(|&b| b >= 0x80 || b == b'#') {
-        return Err(RequestError::bad_request("invalid character in request-target"));
+        return Err(RequestError::bad_request(
+            "invalid character in request-target",
+        ));
     }
     let path_start = if target.first() == Some(&b'/') {
         0
@@ -236,12 +256,19 @@ fn split_target(
                 let scheme = &target[..end];
                 scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")
             })
-            .ok_or(RequestError::bad_request("request-target is neither origin-form nor absolute-form"))?;
+            .ok_or(RequestError::bad_request(
+                "request-target is neither origin-form nor absolute-form",
+            ))?;
         let authority_start = scheme_end + 3;
         let after = &target[authority_start..];
-        let authority_len = after.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(after.len());
+        let authority_len = after
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(after.len());
         if authority_len == 0 {
-            return Err(RequestError::bad_request("absolute-form without an authority"));
+            return Err(RequestError::bad_request(
+                "absolute-form without an authority",
+            ));
         }
         authority_start + authority_len
     };
@@ -330,24 +357,38 @@ fn apply_field_rules(head: &mut RequestHead) -> Result<(), RequestError> {
     if transfer_encoding_seen {
         if head.http10 {
             // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
-            return Err(RequestError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(RequestError::bad_request(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         if content_length.is_some() {
             // RFC 9112 §6.1: both present is a smuggling attempt; refuse and close.
-            return Err(RequestError::bad_request("both Content-Length and Transfer-Encoding"));
+            return Err(RequestError::bad_request(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         if !chunked_last {
             // RFC 9112 §6.3: the final coding is not chunked, so the length is unknown.
-            return Err(RequestError::bad_request("final transfer coding is not chunked"));
+            return Err(RequestError::bad_request(
+                "final transfer coding is not chunked",
+            ));
         }
         if other_coding {
             return Err(RequestError::new(501, "unsupported transfer coding"));
         }
         head.framing = Framing::Chunked;
     } else if let Some(length) = content_length {
-        head.framing = if length == 0 { Framing::Empty } else { Framing::Length(length) };
+        head.framing = if length == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(length)
+        };
     }
-    head.keep_alive = if head.http10 { connection_keep_alive && !connection_close } else { !connection_close };
+    head.keep_alive = if head.http10 {
+        connection_keep_alive && !connection_close
+    } else {
+        !connection_close
+    };
     if head.http10 {
         // Expect is an HTTP/1.1 feature; an HTTP/1.0 client cannot wait for a 100.
         head.expect_continue = false;
@@ -378,7 +419,11 @@ fn is_valid_host(value: &[u8]) -> bool {
         match memchr::memchr(b']', value) {
             Some(close) => {
                 let inner = &value[1..close];
-                if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                if inner.is_empty()
+                    || !inner
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
                     return false;
                 }
                 (&value[..=close], &value[close + 1..])
@@ -394,8 +439,24 @@ fn is_valid_host(value: &[u8]) -> bool {
     let host_ok = host.first() == Some(&b'[')
         || host.iter().all(|&b| {
             b.is_ascii_alphanumeric()
-                || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
-                    | b'*' | b'+' | b',' | b';' | b'=' | b'%')
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                )
         });
     let port_ok = port.is_empty() || (port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
     !host.is_empty() && host_ok && port_ok
@@ -416,9 +477,10 @@ mod tests {
 
     #[test]
     fn parses_a_simple_request() {
-        let head = parse(b"GET /a%20b/c?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nX-A:  v  \r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let head =
+            parse(b"GET /a%20b/c?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nX-A:  v  \r\n\r\n")
+                .unwrap()
+                .unwrap();
         assert_eq!(head.method, Method::Get);
         assert_eq!(head.raw_path(), b"/a%20b/c");
         assert_eq!(head.raw_query(), b"x=1&y=2");
@@ -440,81 +502,162 @@ mod tests {
             .unwrap();
         assert_eq!(head.raw_path(), b"/p");
         assert_eq!(head.raw_query(), b"q");
-        let bare = parse(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap().unwrap();
+        let bare = parse(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(bare.raw_path(), b"/");
     }
 
     #[test]
     fn framing_rules() {
-        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(head.framing, Framing::Length(12));
-        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(head.framing, Framing::Chunked);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 400);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n"), 400);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n"), 400);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+            ),
+            400
+        );
         assert_eq!(
             status_of(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
             400
         );
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
-        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), 400);
-        assert_eq!(status_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn host_rules() {
         assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            400
+        );
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
-        assert!(parse(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").unwrap().is_some());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n")
+            .unwrap()
+            .is_some());
         assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
     }
 
     #[test]
     fn syntax_rules() {
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n"), 400);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"), 400);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"),
+            400
+        );
         assert_eq!(status_of(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
-        assert_eq!(status_of(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            400
+        );
         assert_eq!(status_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
-        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().asterisk);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n"), 417);
+        assert!(
+            parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .asterisk
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n"),
+            417
+        );
     }
 
     #[test]
     fn persistence() {
-        let head = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(!head.keep_alive);
         let head = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!head.keep_alive);
-        let head = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(head.keep_alive);
     }
 
     #[test]
     fn limits() {
-        let limits = Limits { max_request_line: 20, max_head_size: 64, max_headers: 2, ..Limits::default() };
+        let limits = Limits {
+            max_request_line: 20,
+            max_head_size: 64,
+            max_headers: 2,
+            ..Limits::default()
+        };
         let mut long_line = BytesMut::from(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"[..]);
         assert_eq!(parse_head(&mut long_line, &limits).unwrap_err().status, 414);
         let mut unfinished_line = BytesMut::from(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa"[..]);
-        assert_eq!(parse_head(&mut unfinished_line, &limits).unwrap_err().status, 414);
+        assert_eq!(
+            parse_head(&mut unfinished_line, &limits)
+                .unwrap_err()
+                .status,
+            414
+        );
         let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n"[..]);
         assert_eq!(parse_head(&mut many, &limits).unwrap_err().status, 431);
-        let mut big = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 0123456789012345678901234567890123456789\r\n"[..]);
+        let mut big = BytesMut::from(
+            &b"GET / HTTP/1.1\r\nHost: a\r\nA: 0123456789012345678901234567890123456789\r\n"[..],
+        );
         assert_eq!(parse_head(&mut big, &limits).unwrap_err().status, 431);
     }
 
     #[test]
     fn pipelined_heads_come_off_one_at_a_time() {
-        let mut buffer = BytesMut::from(&b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"[..]);
-        let first = parse_head(&mut buffer, &Limits::default()).unwrap().unwrap();
-        let second = parse_head(&mut buffer, &Limits::default()).unwrap().unwrap();
+        let mut buffer = BytesMut::from(
+            &b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        );
+        let first = parse_head(&mut buffer, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let second = parse_head(&mut buffer, &Limits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(first.raw_path(), b"/1");
         assert_eq!(second.raw_path(), b"/2");
         assert!(buffer.is_empty());

@@ -57,7 +57,12 @@ impl Client {
     }
 
     fn __repr__(&self) -> String {
-        format!("Client(host={:?}, port={}, is_open={})", self.host(), self.port(), self.is_open())
+        format!(
+            "Client(host={:?}, port={}, is_open={})",
+            self.host(),
+            self.port(),
+            self.is_open()
+        )
     }
 }
 
@@ -100,11 +105,13 @@ impl Headers {
 #[pymethods]
 impl Headers {
     fn __getitem__(&self, name: &str) -> PyResult<String> {
-        self.combined(name).ok_or_else(|| PyKeyError::new_err(name.to_owned()))
+        self.combined(name)
+            .ok_or_else(|| PyKeyError::new_err(name.to_owned()))
     }
 
     fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
-        name.extract::<String>().is_ok_and(|name| self.request.head.first_header(&name).is_some())
+        name.extract::<String>()
+            .is_ok_and(|name| self.request.head.first_header(&name).is_some())
     }
 
     fn __len__(&self) -> usize {
@@ -136,7 +143,10 @@ impl Headers {
 
     #[pyo3(name = "values")]
     fn combined_values(&self) -> Vec<String> {
-        self.unique_names().iter().filter_map(|name| self.combined(name)).collect()
+        self.unique_names()
+            .iter()
+            .filter_map(|name| self.combined(name))
+            .collect()
     }
 
     fn items(&self) -> Vec<(String, String)> {
@@ -216,14 +226,23 @@ impl HttpRequest {
     #[getter]
     fn headers(&self, py: Python<'_>) -> PyResult<Py<Headers>> {
         self.headers
-            .get_or_try_init(py, || Py::new(py, Headers { request: self.request.clone() }))
+            .get_or_try_init(py, || {
+                Py::new(
+                    py,
+                    Headers {
+                        request: self.request.clone(),
+                    },
+                )
+            })
             .map(|headers| headers.clone_ref(py))
     }
 
     /// The body, exactly as sent (chunked bodies decoded).
     #[getter]
     fn body(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.body.get_or_init(py, || PyBytes::new(py, &self.request.body).unbind()).clone_ref(py)
+        self.body
+            .get_or_init(py, || PyBytes::new(py, &self.request.body).unbind())
+            .clone_ref(py)
     }
 
     /// The decoded query; for a repeated key the last value wins (see `query_all`).
@@ -242,7 +261,10 @@ impl HttpRequest {
 
     /// Every value of the query key `name`, in order; empty when absent.
     fn query_all(&self, name: &str) -> Vec<String> {
-        self.query_pairs().filter(|(key, _)| key == name).map(|(_, value)| value.into_owned()).collect()
+        self.query_pairs()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .collect()
     }
 
     /// The path parameters captured by the route.
@@ -286,7 +308,10 @@ impl HttpRequest {
                 let pair = pair.trim();
                 if let Some((name, value)) = pair.split_once('=') {
                     let value = value.trim();
-                    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+                    let value = value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(value);
                     if !name.trim().is_empty() {
                         dict.set_item(name.trim(), value)?;
                     }
@@ -297,6 +322,10 @@ impl HttpRequest {
     }
 
     fn __repr__(&self) -> String {
-        format!("<HttpRequest {} {}>", self.request.head.method.as_str(), self.request.path)
+        format!(
+            "<HttpRequest {} {}>",
+            self.request.head.method.as_str(),
+            self.request.path
+        )
     }
 }

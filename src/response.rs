@@ -39,7 +39,10 @@ impl HttpResponse {
     pub fn new(context: ReplyContext, reply: ReplySender) -> Self {
         HttpResponse {
             context,
-            state: Mutex::new(State { reply: Some(reply), server_identifier: None }),
+            state: Mutex::new(State {
+                reply: Some(reply),
+                server_identifier: None,
+            }),
             headers: PyOnceLock::new(),
             cookies: PyOnceLock::new(),
         }
@@ -54,9 +57,17 @@ impl HttpResponse {
     }
 
     /// Encodes and hands over the response; the one way every `send*` ends.
-    fn finish(&self, py: Python<'_>, status: u16, content_type: &[u8], body: &[u8]) -> PyResult<()> {
+    fn finish(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        content_type: &[u8],
+        body: &[u8],
+    ) -> PyResult<()> {
         if self.is_sent() {
-            return Err(PyRuntimeError::new_err("this response has already been sent"));
+            return Err(PyRuntimeError::new_err(
+                "this response has already been sent",
+            ));
         }
         let mut bytes = Vec::with_capacity(256 + body.len());
         let mut close = self.context.persistence == Persistence::Close;
@@ -78,26 +89,45 @@ impl HttpResponse {
             for cookie in cookies.bind(py).iter() {
                 let cookie = header_text(&cookie, "cookie")?;
                 if !is_field_value(cookie.as_bytes()) || cookie.is_empty() {
-                    return Err(PyValueError::new_err(format!("cookie {cookie:?} is empty or holds a control character")));
+                    return Err(PyValueError::new_err(format!(
+                        "cookie {cookie:?} is empty or holds a control character"
+                    )));
                 }
                 head.header(b"Set-Cookie", cookie.as_bytes());
             }
         }
         let mut state = self.state();
         let Some(reply) = state.reply.take() else {
-            return Err(PyRuntimeError::new_err("this response has already been sent"));
+            return Err(PyRuntimeError::new_err(
+                "this response has already been sent",
+            ));
         };
-        let server = state.server_identifier.as_deref().unwrap_or(&self.context.server_identifier);
-        let persistence = if close { Persistence::Close } else { self.context.persistence };
+        let server = state
+            .server_identifier
+            .as_deref()
+            .unwrap_or(&self.context.server_identifier);
+        let persistence = if close {
+            Persistence::Close
+        } else {
+            self.context.persistence
+        };
         let cors_lines = self.context.cors_lines.as_deref().unwrap_or_default();
-        let defaults = ServerHeaders { server: server.as_bytes(), extra_lines: cors_lines, persistence };
+        let defaults = ServerHeaders {
+            server: server.as_bytes(),
+            extra_lines: cors_lines,
+            persistence,
+        };
         head.finish(&defaults, content_type, body.len() as u64);
         if !self.context.head_only && !forbids_body(status) {
             bytes.extend_from_slice(body);
         }
         drop(state);
         // The connection may have gone away meanwhile; then there is nobody to tell.
-        let _ = reply.send(Outgoing { bytes, close: persistence == Persistence::Close });
+        let _ = reply.send(Outgoing {
+            bytes,
+            close: persistence == Persistence::Close,
+            file: None,
+        });
         Ok(())
     }
 
@@ -113,11 +143,16 @@ impl HttpResponse {
         if let Some(cookies) = self.cookies.get(py) {
             let _ = cookies.bind(py).call_method0("clear");
         }
-        self.finish(py, status, b"text/plain; charset=utf-8", text.as_bytes()).is_ok()
+        self.finish(py, status, b"text/plain; charset=utf-8", text.as_bytes())
+            .is_ok()
     }
 
     pub fn describe(&self) -> String {
-        format!("{} {}", self.context.request.head.method.as_str(), self.context.request.path)
+        format!(
+            "{} {}",
+            self.context.request.head.method.as_str(),
+            self.context.request.path
+        )
     }
 }
 
@@ -127,7 +162,9 @@ fn check_status(status: i64) -> PyResult<u16> {
         Ok(100..=199) => Err(PyValueError::new_err(format!(
             "status {status} is informational (1xx) and cannot be the final response"
         ))),
-        _ => Err(PyValueError::new_err(format!("status {status} is not an HTTP status code (100 to 599)"))),
+        _ => Err(PyValueError::new_err(format!(
+            "status {status} is not an HTTP status code (100 to 599)"
+        ))),
     }
 }
 
@@ -138,22 +175,33 @@ fn header_text(object: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     if object.is_instance_of::<PyInt>() || object.is_instance_of::<PyFloat>() {
         return Ok(object.str()?.to_cow()?.into_owned());
     }
-    let type_name = object.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-    Err(PyTypeError::new_err(format!("{what} must be a str, not {type_name}")))
+    let type_name = object
+        .get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a str, not {type_name}"
+    )))
 }
 
 /// The rules for one handler-set header (RFC 9110 §5.1, §5.5); returns the trimmed value.
 fn check_header<'v>(name: &str, value: &'v str) -> PyResult<&'v str> {
     if !is_token(name.as_bytes()) {
-        return Err(PyValueError::new_err(format!("header name {name:?} is not an HTTP token")));
+        return Err(PyValueError::new_err(format!(
+            "header name {name:?} is not an HTTP token"
+        )));
     }
     if !is_field_value(value.as_bytes()) {
         return Err(PyValueError::new_err(format!(
             "header {name}: value {value:?} holds a control character (CR, LF, NUL, ...)"
         )));
     }
-    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
-        return Err(PyValueError::new_err(format!("{name} is set by the server from the body; it cannot be set by hand")));
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(PyValueError::new_err(format!(
+            "{name} is set by the server from the body; it cannot be set by hand"
+        )));
     }
     let trimmed = trim_ows(value.as_bytes());
     // Trimming ASCII whitespace off a str leaves a valid str.
@@ -171,8 +219,14 @@ fn body_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         let copied = data.call_method0("tobytes")?;
         return Ok(copied.cast::<PyBytes>()?.as_bytes().to_vec());
     }
-    let type_name = data.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-    Err(PyTypeError::new_err(format!("data must be bytes, bytearray or memoryview, not {type_name}")))
+    let type_name = data
+        .get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    Err(PyTypeError::new_err(format!(
+        "data must be bytes, bytearray or memoryview, not {type_name}"
+    )))
 }
 
 /// `text/*` without a charset gets `; charset=utf-8`, since `send` encodes str as UTF-8.
@@ -189,7 +243,9 @@ use std::borrow::Cow;
 
 fn check_content_type(content_type: &str) -> PyResult<()> {
     if !is_field_value(content_type.as_bytes()) {
-        return Err(PyValueError::new_err(format!("content type {content_type:?} holds a control character")));
+        return Err(PyValueError::new_err(format!(
+            "content type {content_type:?} holds a control character"
+        )));
     }
     Ok(())
 }
@@ -205,13 +261,18 @@ impl HttpResponse {
     /// Sent as `Server`; an empty string sends no `Server` header.
     #[getter(server_identifier)]
     fn get_server_identifier(&self) -> String {
-        self.state().server_identifier.clone().unwrap_or_else(|| self.context.server_identifier.to_string())
+        self.state()
+            .server_identifier
+            .clone()
+            .unwrap_or_else(|| self.context.server_identifier.to_string())
     }
 
     #[setter(server_identifier)]
     fn set_server_identifier(&self, value: &str) -> PyResult<()> {
         if !is_field_value(value.as_bytes()) {
-            return Err(PyValueError::new_err(format!("server identifier {value:?} holds a control character")));
+            return Err(PyValueError::new_err(format!(
+                "server identifier {value:?} holds a control character"
+            )));
         }
         self.state().server_identifier = Some(value.to_owned());
         Ok(())
@@ -220,13 +281,17 @@ impl HttpResponse {
     /// The headers set with `set()`; live, so entries assigned here are sent too.
     #[getter]
     fn headers(&self, py: Python<'_>) -> Py<PyDict> {
-        self.headers.get_or_init(py, || PyDict::new(py).unbind()).clone_ref(py)
+        self.headers
+            .get_or_init(py, || PyDict::new(py).unbind())
+            .clone_ref(py)
     }
 
     /// The `Set-Cookie` values added with `cookie()`, one header line each.
     #[getter]
     fn cookies(&self, py: Python<'_>) -> Py<PyList> {
-        self.cookies.get_or_init(py, || PyList::empty(py).unbind()).clone_ref(py)
+        self.cookies
+            .get_or_init(py, || PyList::empty(py).unbind())
+            .clone_ref(py)
     }
 
     /// Whether a `send*` call has gone through.
@@ -237,7 +302,13 @@ impl HttpResponse {
 
     /// Sends a bytes-like body as it is.
     #[pyo3(signature = (status_code, data = None, content_type = "application/octet-stream"))]
-    fn send_raw(&self, py: Python<'_>, status_code: i64, data: Option<&Bound<'_, PyAny>>, content_type: &str) -> PyResult<()> {
+    fn send_raw(
+        &self,
+        py: Python<'_>,
+        status_code: i64,
+        data: Option<&Bound<'_, PyAny>>,
+        content_type: &str,
+    ) -> PyResult<()> {
         let status = check_status(status_code)?;
         check_content_type(content_type)?;
         let body = match data {
@@ -249,7 +320,13 @@ impl HttpResponse {
 
     /// Sends a str body, UTF-8 encoded.
     #[pyo3(signature = (status_code, data = None, content_type = "text/html"))]
-    fn send(&self, py: Python<'_>, status_code: i64, data: Option<&Bound<'_, PyAny>>, content_type: &str) -> PyResult<()> {
+    fn send(
+        &self,
+        py: Python<'_>,
+        status_code: i64,
+        data: Option<&Bound<'_, PyAny>>,
+        content_type: &str,
+    ) -> PyResult<()> {
         let status = check_status(status_code)?;
         check_content_type(content_type)?;
         let text = match data {
@@ -257,8 +334,14 @@ impl HttpResponse {
             Some(data) => data
                 .cast::<PyString>()
                 .map_err(|_| {
-                    let type_name = data.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-                    PyTypeError::new_err(format!("data must be a str, not {type_name} (use send_raw for bytes)"))
+                    let type_name = data
+                        .get_type()
+                        .name()
+                        .map(|name| name.to_string())
+                        .unwrap_or_default();
+                    PyTypeError::new_err(format!(
+                        "data must be a str, not {type_name} (use send_raw for bytes)"
+                    ))
                 })?
                 .to_cow()?,
         };
@@ -270,8 +353,14 @@ impl HttpResponse {
     fn json(&self, py: Python<'_>, status_code: i64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let status = check_status(status_code)?;
         if !data.is_instance_of::<PyDict>() && !data.is_instance_of::<PyList>() {
-            let type_name = data.get_type().name().map(|name| name.to_string()).unwrap_or_default();
-            return Err(PyTypeError::new_err(format!("json() takes a dict or a list, not {type_name}")));
+            let type_name = data
+                .get_type()
+                .name()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "json() takes a dict or a list, not {type_name}"
+            )));
         }
         let body = crate::json::to_json(data)?;
         self.finish(py, status, b"application/json", &body)
@@ -286,7 +375,10 @@ impl HttpResponse {
         let same_name: Vec<Bound<'_, PyAny>> = headers
             .keys()
             .iter()
-            .filter(|key| key.extract::<String>().is_ok_and(|key| key.eq_ignore_ascii_case(field)))
+            .filter(|key| {
+                key.extract::<String>()
+                    .is_ok_and(|key| key.eq_ignore_ascii_case(field))
+            })
             .collect();
         for key in same_name {
             headers.del_item(key)?;
@@ -296,14 +388,26 @@ impl HttpResponse {
 
     /// Adds a cookie, sent as its own `Set-Cookie` line.
     #[pyo3(signature = (name, value, options = None))]
-    fn cookie(&self, py: Python<'_>, name: &str, value: &str, options: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let mut spec = CookieSpec { name: name.to_owned(), value: value.to_owned(), ..CookieSpec::default() };
+    fn cookie(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        value: &str,
+        options: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let mut spec = CookieSpec {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            ..CookieSpec::default()
+        };
         if let Some(options) = options.filter(|options| !options.is_none()) {
             let options = options
                 .cast::<PyDict>()
                 .map_err(|_| PyTypeError::new_err("cookie options must be a dict"))?;
             for (key, option_value) in options.iter() {
-                let key: String = key.extract().map_err(|_| PyTypeError::new_err("cookie option names must be str"))?;
+                let key: String = key
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("cookie option names must be str"))?;
                 apply_cookie_option(&mut spec, &key, &option_value)?;
             }
         }
@@ -312,7 +416,11 @@ impl HttpResponse {
     }
 
     fn __repr__(&self) -> String {
-        format!("<HttpResponse to {} sent={}>", self.describe(), self.is_sent())
+        format!(
+            "<HttpResponse to {} sent={}>",
+            self.describe(),
+            self.is_sent()
+        )
     }
 }
 
@@ -328,7 +436,9 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
         Attribute::Expires => spec.expires = Some(expiry_time(value)?),
         Attribute::MaxAge => {
             if value.is_instance_of::<pyo3::types::PyBool>() || !value.is_instance_of::<PyInt>() {
-                return Err(PyValueError::new_err("cookie max-age must be an int (seconds)"));
+                return Err(PyValueError::new_err(
+                    "cookie max-age must be an int (seconds)",
+                ));
             }
             spec.max_age = Some(value.extract()?);
         }
@@ -338,7 +448,9 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
         Attribute::SameSite => {
             let text = option_text(value, key)?;
             spec.same_site = Some(SameSite::parse(&text).ok_or_else(|| {
-                PyValueError::new_err(format!("cookie sameSite must be Strict, Lax or None, not {text:?}"))
+                PyValueError::new_err(format!(
+                    "cookie sameSite must be Strict, Lax or None, not {text:?}"
+                ))
             })?);
         }
     }
@@ -346,7 +458,9 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
 }
 
 fn option_text(value: &Bound<'_, PyAny>, key: &str) -> PyResult<String> {
-    value.extract::<String>().map_err(|_| PyValueError::new_err(format!("cookie option {key:?} must be a str")))
+    value
+        .extract::<String>()
+        .map_err(|_| PyValueError::new_err(format!("cookie option {key:?} must be a str")))
 }
 
 /// A flag option: `True`/`False`, or GodotTPD's strings `"true"`/`"false"`.
@@ -355,7 +469,9 @@ fn option_flag(value: &Bound<'_, PyAny>, key: &str) -> PyResult<bool> {
         return match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(PyValueError::new_err(format!("cookie option {key:?} must be true or false, not {text:?}"))),
+            _ => Err(PyValueError::new_err(format!(
+                "cookie option {key:?} must be true or false, not {text:?}"
+            ))),
         };
     }
     value.is_truthy()
@@ -365,8 +481,9 @@ fn option_flag(value: &Bound<'_, PyAny>, key: &str) -> PyResult<bool> {
 /// them), a Unix time, or a ready HTTP date.
 fn expiry_time(value: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
     let seconds: f64 = if let Ok(text) = value.extract::<String>() {
-        return httpdate::parse_http_date(&text)
-            .map_err(|_| PyValueError::new_err(format!("cookie expires {text:?} is not an HTTP date")));
+        return httpdate::parse_http_date(&text).map_err(|_| {
+            PyValueError::new_err(format!("cookie expires {text:?} is not an HTTP date"))
+        });
     } else if value.hasattr("timestamp")? {
         value.call_method0("timestamp")?.extract()?
     } else if (value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
@@ -374,24 +491,38 @@ fn expiry_time(value: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
     {
         value.extract()?
     } else {
-        return Err(PyValueError::new_err("cookie expires must be a datetime, a Unix time or an HTTP date"));
+        return Err(PyValueError::new_err(
+            "cookie expires must be a datetime, a Unix time or an HTTP date",
+        ));
     };
     if !seconds.is_finite() || seconds < 0.0 || seconds > 253_402_300_799.0 {
-        return Err(PyValueError::new_err("cookie expires is out of range (1970 to 9999)"));
+        return Err(PyValueError::new_err(
+            "cookie expires is out of range (1970 to 9999)",
+        ));
     }
     Ok(UNIX_EPOCH + Duration::from_secs(seconds as u64))
 }
 
 impl Drop for HttpResponse {
     fn drop(&mut self) {
-        let unsent = self.state.get_mut().map(|state| state.reply.is_some()).unwrap_or(false);
+        let unsent = self
+            .state
+            .get_mut()
+            .map(|state| state.reply.is_some())
+            .unwrap_or(false);
         if !unsent || !self.context.connection.is_open() {
             return;
         }
         // Dropped while attached (Python deallocates it), so attaching again is free.
         Python::attach(|py| {
             if self.send_error_if_unsent(py, 500, "Internal Server Error") {
-                log_warning(py, &format!("response to {} was dropped without being sent; sent 500", self.describe()));
+                log_warning(
+                    py,
+                    &format!(
+                        "response to {} was dropped without being sent; sent 500",
+                        self.describe()
+                    ),
+                );
             }
         });
     }

@@ -33,19 +33,29 @@ impl Pattern {
     pub fn compile(path: &str, prefix: bool) -> Result<Pattern, PatternError> {
         if let Some(expression) = path.strip_prefix('^').map(|_| path) {
             if prefix {
-                return Err(PatternError("a file router needs a path prefix, not a regular expression".into()));
+                return Err(PatternError(
+                    "a file router needs a path prefix, not a regular expression".into(),
+                ));
             }
-            return Regex::new(expression)
-                .map(Pattern::Regex)
-                .map_err(|error| PatternError(format!("invalid route regular expression {path:?}: {error}")));
+            return Regex::new(expression).map(Pattern::Regex).map_err(|error| {
+                PatternError(format!(
+                    "invalid route regular expression {path:?}: {error}"
+                ))
+            });
         }
         if !path.starts_with('/') {
-            return Err(PatternError(format!("route path {path:?} must start with '/' (or '^' for a regular expression)")));
+            return Err(PatternError(format!(
+                "route path {path:?} must start with '/' (or '^' for a regular expression)"
+            )));
         }
         let mut segments = Vec::new();
         for raw in split_segments(path) {
             match raw.strip_prefix(':') {
-                Some("") => return Err(PatternError(format!("route path {path:?} has a parameter without a name"))),
+                Some("") => {
+                    return Err(PatternError(format!(
+                        "route path {path:?} has a parameter without a name"
+                    )))
+                }
                 Some(name) if !prefix => segments.push(Segment::Parameter(name.to_owned())),
                 _ => segments.push(Segment::Literal(raw.to_owned())),
             }
@@ -83,9 +93,15 @@ impl<'a> RequestPath<'a> {
     pub fn new(raw: &'a str) -> Option<RequestPath<'a>> {
         let decoded = percent_decode(raw.as_bytes()).decode_utf8().ok()?;
         let raw_segments: Vec<&str> = split_segments(raw).collect();
-        let decoded_segments =
-            raw_segments.iter().map(|segment| percent_decode(segment.as_bytes()).decode_utf8_lossy()).collect();
-        Some(RequestPath { decoded, raw_segments, decoded_segments })
+        let decoded_segments = raw_segments
+            .iter()
+            .map(|segment| percent_decode(segment.as_bytes()).decode_utf8_lossy())
+            .collect();
+        Some(RequestPath {
+            decoded,
+            raw_segments,
+            decoded_segments,
+        })
     }
 
     /// The raw (still encoded) segments after the first `from`.
@@ -120,24 +136,40 @@ impl Pattern {
                         _ => return None,
                     }
                 }
-                Some(Captures { parameters, prefix_len: 0 })
+                Some(Captures {
+                    parameters,
+                    prefix_len: 0,
+                })
             }
             Pattern::Regex(regex) => {
                 let found = regex.captures(&path.decoded)?;
                 let parameters = regex
                     .capture_names()
                     .flatten()
-                    .filter_map(|name| found.name(name).map(|value| (name.to_owned(), value.as_str().to_owned())))
+                    .filter_map(|name| {
+                        found
+                            .name(name)
+                            .map(|value| (name.to_owned(), value.as_str().to_owned()))
+                    })
                     .collect();
-                Some(Captures { parameters, prefix_len: 0 })
+                Some(Captures {
+                    parameters,
+                    prefix_len: 0,
+                })
             }
             Pattern::Prefix(prefix) => {
                 if prefix.len() > path.decoded_segments.len()
-                    || prefix.iter().zip(&path.decoded_segments).any(|(expected, actual)| expected != actual)
+                    || prefix
+                        .iter()
+                        .zip(&path.decoded_segments)
+                        .any(|(expected, actual)| expected != actual)
                 {
                     return None;
                 }
-                Some(Captures { parameters: Vec::new(), prefix_len: prefix.len() })
+                Some(Captures {
+                    parameters: Vec::new(),
+                    prefix_len: prefix.len(),
+                })
             }
         }
     }
@@ -167,7 +199,9 @@ impl<T: Clone> RouteTable<T> {
 impl<T> RouteTable<T> {
     /// The first route that matches, with its captures.
     pub fn find(&self, path: &RequestPath<'_>) -> Option<(&T, Captures)> {
-        self.routes.iter().find_map(|(pattern, target)| pattern.matches(path).map(|captures| (target, captures)))
+        self.routes
+            .iter()
+            .find_map(|(pattern, target)| pattern.matches(path).map(|captures| (target, captures)))
     }
 
     pub fn len(&self) -> usize {
@@ -184,21 +218,32 @@ mod tests {
     use super::*;
 
     fn table(paths: &[&str]) -> RouteTable<usize> {
-        paths.iter().enumerate().fold(RouteTable::default(), |table, (index, path)| {
-            table.with_route(Pattern::compile(path, false).unwrap(), index)
-        })
+        paths
+            .iter()
+            .enumerate()
+            .fold(RouteTable::default(), |table, (index, path)| {
+                table.with_route(Pattern::compile(path, false).unwrap(), index)
+            })
     }
 
     fn find(table: &RouteTable<usize>, raw: &str) -> Option<(usize, Vec<(String, String)>)> {
         let path = RequestPath::new(raw)?;
-        table.find(&path).map(|(index, captures)| (*index, captures.parameters))
+        table
+            .find(&path)
+            .map(|(index, captures)| (*index, captures.parameters))
     }
 
     #[test]
     fn parameters_are_decoded_segments() {
         let routes = table(&["/hello/:name", "/files/:dir/:file"]);
-        assert_eq!(find(&routes, "/hello/J%C3%BCrgen%2Fx"), Some((0, vec![("name".into(), "Jürgen/x".into())])));
-        assert_eq!(find(&routes, "/hello/bob/"), Some((0, vec![("name".into(), "bob".into())])));
+        assert_eq!(
+            find(&routes, "/hello/J%C3%BCrgen%2Fx"),
+            Some((0, vec![("name".into(), "Jürgen/x".into())]))
+        );
+        assert_eq!(
+            find(&routes, "/hello/bob/"),
+            Some((0, vec![("name".into(), "bob".into())]))
+        );
         assert_eq!(find(&routes, "/hello/"), None);
         assert_eq!(find(&routes, "/hello/a/b"), None);
         assert_eq!(find(&routes, "/files/a/b").map(|m| m.1.len()), Some(2));
@@ -216,7 +261,10 @@ mod tests {
     #[test]
     fn regular_expressions_capture_named_groups() {
         let routes = table(&["^/user/(?P<id>[0-9]+)$"]);
-        assert_eq!(find(&routes, "/user/42"), Some((0, vec![("id".into(), "42".into())])));
+        assert_eq!(
+            find(&routes, "/user/42"),
+            Some((0, vec![("id".into(), "42".into())]))
+        );
         assert_eq!(find(&routes, "/user/x"), None);
         assert!(Pattern::compile("^/(", false).is_err());
         assert!(Pattern::compile("relative", false).is_err());
@@ -229,9 +277,13 @@ mod tests {
         let captures = pattern.matches(&path).unwrap();
         assert_eq!(captures.prefix_len, 1);
         assert_eq!(path.raw_tail(1), &["css", "a.css"]);
-        assert!(pattern.matches(&RequestPath::new("/staticx/a").unwrap()).is_none());
+        assert!(pattern
+            .matches(&RequestPath::new("/staticx/a").unwrap())
+            .is_none());
         let root = Pattern::compile("/", true).unwrap();
-        assert!(root.matches(&RequestPath::new("/anything/at/all").unwrap()).is_some());
+        assert!(root
+            .matches(&RequestPath::new("/anything/at/all").unwrap())
+            .is_some());
     }
 
     #[test]

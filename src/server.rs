@@ -10,9 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use tokio::sync::watch;
 
+use crate::access_log::{log_thread, AccessEvent};
 use crate::cors::Cors;
 use crate::dispatch::{handler_thread, run_ready, wait_and_run, Work};
 use crate::engine::{Engine, LiveConfig, Target};
+use crate::files::HttpFileRouter;
 use crate::http_router::{HttpRouter, PyRoute};
 use crate::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::listener::{accept_loop, bind};
@@ -36,6 +38,8 @@ struct Running {
     handler_thread_id: Option<ThreadId>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
+    /// With `access_log=True`: the channel and the thread that logs its records.
+    access_log: Option<(Sender<AccessEvent>, JoinHandle<()>)>,
 }
 
 /// An HTTP/1.1 server.
@@ -45,6 +49,8 @@ pub struct HttpServer {
     limits: Limits,
     threaded: bool,
     io_threads: usize,
+    /// Log one line per response on the `godottpd.access` logger.
+    access_log: bool,
     config: Arc<LiveConfig>,
     running: Mutex<Option<Running>>,
 }
@@ -55,7 +61,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
     if !seconds.is_finite() || seconds <= 0.0 || seconds > 1e9 {
-        return Err(PyValueError::new_err(format!("{name} must be a positive number of seconds, not {seconds}")));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a positive number of seconds, not {seconds}"
+        )));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -63,17 +71,22 @@ fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
 fn positive_count(name: &str, value: i64) -> PyResult<usize> {
     match usize::try_from(value) {
         Ok(count) if count > 0 => Ok(count),
-        _ => Err(PyValueError::new_err(format!("{name} must be a positive integer, not {value}"))),
+        _ => Err(PyValueError::new_err(format!(
+            "{name} must be a positive integer, not {value}"
+        ))),
     }
 }
 
 fn check_port(port: i64) -> PyResult<u16> {
-    u16::try_from(port).map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
+    u16::try_from(port)
+        .map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
 }
 
 fn check_identifier(identifier: &str) -> PyResult<()> {
     if !is_field_value(identifier.as_bytes()) {
-        return Err(PyValueError::new_err(format!("server identifier {identifier:?} holds a control character")));
+        return Err(PyValueError::new_err(format!(
+            "server identifier {identifier:?} holds a control character"
+        )));
     }
     Ok(())
 }
@@ -85,11 +98,15 @@ impl HttpServer {
 
     /// The poll-mode job receiver, if the server runs in poll mode.
     fn jobs(&self) -> Option<Arc<Mutex<Receiver<Work>>>> {
-        lock(&self.running).as_ref().and_then(|running| running.jobs.clone())
+        lock(&self.running)
+            .as_ref()
+            .and_then(|running| running.jobs.clone())
     }
 
     fn add_route(&self, pattern: Pattern, target: Target) {
-        self.config.routes.rcu(|table| table.with_route(pattern.clone(), target.clone()));
+        self.config
+            .routes
+            .rcu(|table| table.with_route(pattern.clone(), target.clone()));
     }
 
     /// Waits (detached) until every connection has closed or `grace` has passed, running
@@ -127,6 +144,7 @@ impl HttpServer {
         max_connections = 1024,
         shutdown_grace = 5.0,
         io_threads = 1,
+        access_log = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -145,21 +163,28 @@ impl HttpServer {
         max_connections: i64,
         shutdown_grace: f64,
         io_threads: i64,
+        access_log: bool,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
         if max_headers > MAX_HEADERS_CEILING {
-            return Err(PyValueError::new_err(format!("max_headers must be at most {MAX_HEADERS_CEILING}")));
+            return Err(PyValueError::new_err(format!(
+                "max_headers must be at most {MAX_HEADERS_CEILING}"
+            )));
         }
         if bind_address.is_empty() {
-            return Err(PyValueError::new_err("bind_address must not be empty (use \"*\" for every address)"));
+            return Err(PyValueError::new_err(
+                "bind_address must not be empty (use \"*\" for every address)",
+            ));
         }
         let limits = Limits {
             max_request_line: positive_count("max_request_line", max_request_line)?,
-            max_head_size: positive_count("max_head_size", max_head_size)?.min(u32::MAX as usize / 2),
+            max_head_size: positive_count("max_head_size", max_head_size)?
+                .min(u32::MAX as usize / 2),
             max_headers,
-            max_body_size: u64::try_from(max_body_size)
-                .map_err(|_| PyValueError::new_err(format!("max_body_size must be >= 0, not {max_body_size}")))?,
+            max_body_size: u64::try_from(max_body_size).map_err(|_| {
+                PyValueError::new_err(format!("max_body_size must be >= 0, not {max_body_size}"))
+            })?,
             header_timeout: positive_seconds("header_timeout", header_timeout)?,
             body_timeout: positive_seconds("body_timeout", body_timeout)?,
             keepalive_timeout: positive_seconds("keepalive_timeout", keepalive_timeout)?,
@@ -168,14 +193,20 @@ impl HttpServer {
             shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
                 Duration::from_secs_f64(shutdown_grace)
             } else {
-                return Err(PyValueError::new_err(format!("shutdown_grace must be >= 0 seconds, not {shutdown_grace}")));
+                return Err(PyValueError::new_err(format!(
+                    "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
+                )));
             },
         };
         Ok(HttpServer {
-            settings: Mutex::new(Settings { port: check_port(port)?, bind_address: bind_address.to_owned() }),
+            settings: Mutex::new(Settings {
+                port: check_port(port)?,
+                bind_address: bind_address.to_owned(),
+            }),
             limits,
             threaded,
             io_threads: positive_count("io_threads", io_threads)?.min(64),
+            access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
         })
@@ -191,7 +222,9 @@ impl HttpServer {
     fn set_port(&self, port: i64) -> PyResult<()> {
         let port = check_port(port)?;
         if self.is_running() {
-            return Err(PyRuntimeError::new_err("cannot change the port of a running server"));
+            return Err(PyRuntimeError::new_err(
+                "cannot change the port of a running server",
+            ));
         }
         lock(&self.settings).port = port;
         Ok(())
@@ -205,7 +238,9 @@ impl HttpServer {
     #[setter]
     fn set_bind_address(&self, bind_address: &str) -> PyResult<()> {
         if self.is_running() {
-            return Err(PyRuntimeError::new_err("cannot change the bind address of a running server"));
+            return Err(PyRuntimeError::new_err(
+                "cannot change the bind address of a running server",
+            ));
         }
         if bind_address.is_empty() {
             return Err(PyValueError::new_err("bind_address must not be empty"));
@@ -223,7 +258,9 @@ impl HttpServer {
     #[setter]
     fn set_server_identifier(&self, identifier: &str) -> PyResult<()> {
         check_identifier(identifier)?;
-        self.config.server_identifier.store(Arc::new(identifier.into()));
+        self.config
+            .server_identifier
+            .store(Arc::new(identifier.into()));
         Ok(())
     }
 
@@ -239,15 +276,27 @@ impl HttpServer {
     }
 
     /// Adds a route; routes are tried in registration order and the first match wins.
+    /// An `HttpFileRouter` takes its path as a prefix and serves everything below it.
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(files) = router.cast::<HttpFileRouter>() {
+            let pattern =
+                Pattern::compile(path, true).map_err(|error| PyValueError::new_err(error.0))?;
+            self.add_route(pattern, Target::Files(files.get().route.clone()));
+            return Ok(());
+        }
         let route = PyRoute::inspect(router)?;
         if !route.handles_any() && !router.is_instance_of::<HttpRouter>() {
-            let type_name = router.get_type().name().map(|name| name.to_string()).unwrap_or_default();
+            let type_name = router
+                .get_type()
+                .name()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
             return Err(PyTypeError::new_err(format!(
                 "router must be an HttpRouter or have handle_* methods; {type_name} has none"
             )));
         }
-        let pattern = Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
+        let pattern =
+            Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
         self.add_route(pattern, Target::Python(Arc::new(route)));
         Ok(())
     }
@@ -274,8 +323,12 @@ impl HttpServer {
                 .collect::<PyResult<_>>()
                 .map_err(|_| PyTypeError::new_err("allowed_origins must be a list of str"))?
         };
-        let cors = Cors::new(origins, access_control_allowed_methods.to_owned(), access_control_allowed_headers.to_owned())
-            .map_err(PyValueError::new_err)?;
+        let cors = Cors::new(
+            origins,
+            access_control_allowed_methods.to_owned(),
+            access_control_allowed_headers.to_owned(),
+        )
+        .map_err(PyValueError::new_err)?;
         self.config.cors.store(Some(Arc::new(cors)));
         Ok(())
     }
@@ -292,36 +345,75 @@ impl HttpServer {
             (settings.bind_address.clone(), settings.port)
         };
         let std_listener = bind(&bind_address, port).map_err(|error| {
-            PyOSError::new_err((error.raw_os_error().unwrap_or(0), format!("cannot listen on {bind_address}:{port}: {error}")))
+            PyOSError::new_err((
+                error.raw_os_error().unwrap_or(0),
+                format!("cannot listen on {bind_address}:{port}: {error}"),
+            ))
         })?;
-        let bound_port = std_listener.local_addr().map(|address| address.port()).unwrap_or(port);
+        let bound_port = std_listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(port);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.io_threads)
             .thread_name("godottpd-io")
             .enable_all()
             .build()
-            .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
+            .map_err(|error| {
+                PyOSError::new_err(format!("cannot start the I/O threads: {error}"))
+            })?;
         let listener = {
             let _context = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)
-                .map_err(|error| PyOSError::new_err(format!("cannot register the listening socket: {error}")))?
+            tokio::net::TcpListener::from_std(std_listener).map_err(|error| {
+                PyOSError::new_err(format!("cannot register the listening socket: {error}"))
+            })?
         };
         let (work, jobs) = channel();
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let engine = Arc::new(Engine::new(self.limits.clone(), self.config.clone(), work.clone(), shutdown_receiver));
+        let access_log = if self.access_log {
+            let (sender, records) = channel();
+            let thread = std::thread::Builder::new()
+                .name("godottpd-access-log".into())
+                .spawn(move || log_thread(records))
+                .map_err(|error| {
+                    PyOSError::new_err(format!("cannot start the access-log thread: {error}"))
+                })?;
+            Some((sender, thread))
+        } else {
+            None
+        };
+        let log_sender = access_log.as_ref().map(|(sender, _)| sender.clone());
+        let engine = Arc::new(Engine::new(
+            self.limits.clone(),
+            self.config.clone(),
+            work.clone(),
+            shutdown_receiver,
+            log_sender,
+        ));
         runtime.spawn(accept_loop(listener, engine.clone()));
         let (handler_thread, handler_thread_id, jobs) = if self.threaded {
             let thread = std::thread::Builder::new()
                 .name("godottpd-handlers".into())
                 .spawn(move || handler_thread(jobs))
-                .map_err(|error| PyOSError::new_err(format!("cannot start the handler thread: {error}")))?;
+                .map_err(|error| {
+                    PyOSError::new_err(format!("cannot start the handler thread: {error}"))
+                })?;
             let id = thread.thread().id();
             (Some(thread), Some(id), None)
         } else {
             (None, None, Some(Arc::new(Mutex::new(jobs))))
         };
         lock(&self.settings).port = bound_port;
-        *running = Some(Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs });
+        *running = Some(Running {
+            runtime,
+            engine,
+            shutdown,
+            work,
+            handler_thread,
+            handler_thread_id,
+            jobs,
+            access_log,
+        });
         Ok(())
     }
 
@@ -331,7 +423,16 @@ impl HttpServer {
         let Some(running) = lock(&self.running).take() else {
             return;
         };
-        let Running { runtime, engine, shutdown, work, handler_thread, handler_thread_id, jobs } = running;
+        let Running {
+            runtime,
+            engine,
+            shutdown,
+            work,
+            handler_thread,
+            handler_thread_id,
+            jobs,
+            access_log,
+        } = running;
         let _ = shutdown.send(true);
         self.drain(py, &engine, jobs.as_ref());
         py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
@@ -340,6 +441,11 @@ impl HttpServer {
             if Some(std::thread::current().id()) != handler_thread_id {
                 let _ = py.detach(move || thread.join());
             }
+        }
+        if let Some((sender, thread)) = access_log {
+            // Everything recorded before this is logged before the thread ends.
+            let _ = sender.send(AccessEvent::Stop);
+            let _ = py.detach(move || thread.join());
         }
         if let Some(jobs) = jobs {
             // Jobs whose connections are gone: drop them while attached.
@@ -360,7 +466,9 @@ impl HttpServer {
             ));
         }
         if !timeout.is_finite() || timeout < 0.0 {
-            return Err(PyValueError::new_err(format!("timeout must be >= 0 seconds, not {timeout}")));
+            return Err(PyValueError::new_err(format!(
+                "timeout must be >= 0 seconds, not {timeout}"
+            )));
         }
         let Some(jobs) = self.jobs() else {
             return Ok(0);
@@ -418,7 +526,11 @@ impl HttpServer {
             "<HttpServer {}:{} {}>",
             settings.bind_address,
             settings.port,
-            if lock(&self.running).is_some() { "running" } else { "stopped" }
+            if lock(&self.running).is_some() {
+                "running"
+            } else {
+                "stopped"
+            }
         )
     }
 }
@@ -430,6 +542,9 @@ impl Drop for HttpServer {
             let _ = running.shutdown.send(true);
             running.runtime.shutdown_background();
             let _ = running.work.send(Work::Stop);
+            if let Some((sender, _)) = &running.access_log {
+                let _ = sender.send(AccessEvent::Stop);
+            }
         }
     }
 }

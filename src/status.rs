@@ -85,7 +85,11 @@ pub fn reason_phrase(code: u16) -> &'static str {
 
 static STATUS_LINES: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
     (MIN_STATUS..=MAX_STATUS)
-        .map(|code| format!("HTTP/1.1 {code} {}\r\n", reason_phrase(code)).into_bytes().into())
+        .map(|code| {
+            format!("HTTP/1.1 {code} {}\r\n", reason_phrase(code))
+                .into_bytes()
+                .into()
+        })
         .collect()
 });
 
@@ -94,7 +98,11 @@ static STATUS_LINES: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
 /// Callers validate the code first; an out-of-range code falls back to the 500 line rather
 /// than panicking, so a bug here can never crash a connection task.
 pub fn status_line(code: u16) -> &'static [u8] {
-    let index = if (MIN_STATUS..=MAX_STATUS).contains(&code) { code } else { 500 };
+    let index = if (MIN_STATUS..=MAX_STATUS).contains(&code) {
+        code
+    } else {
+        500
+    };
     &STATUS_LINES[usize::from(index - MIN_STATUS)]
 }
 

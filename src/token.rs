@@ -29,14 +29,22 @@ pub fn is_field_value(text: &[u8]) -> bool {
 
 /// Strips the optional whitespace (SP / HTAB) that RFC 9110 §5.5 excludes from a field value.
 pub fn trim_ows(text: &[u8]) -> &[u8] {
-    let start = text.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(text.len());
-    let end = text.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+    let start = text
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
     &text[start..end]
 }
 
 /// Whether a comma-separated header value lists `wanted` (ASCII case-insensitive).
 pub fn list_contains(value: &[u8], wanted: &str) -> bool {
-    value.split(|&b| b == b',').any(|item| trim_ows(item).eq_ignore_ascii_case(wanted.as_bytes()))
+    value
+        .split(|&b| b == b',')
+        .any(|item| trim_ows(item).eq_ignore_ascii_case(wanted.as_bytes()))
 }
 
 #[cfg(test)]
