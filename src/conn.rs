@@ -70,6 +70,8 @@ struct Connection {
     served_any: bool,
     /// When the head being received must be complete.
     head_deadline: Option<Instant>,
+    /// The peer sent EOF (or the socket failed) while a handler was working.
+    peer_closed: bool,
 }
 
 /// Serves one connection until it closes.
@@ -86,14 +88,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
         info: info.clone(),
         served_any: false,
         head_deadline: None,
+        peer_closed: false,
     };
     if let Stop::Refuse(error) = connection.run().await {
         connection.refuse(error);
         let _ = connection.flush().await;
+        let _ = connection.stream.shutdown().await;
+        connection.linger().await;
+    } else {
+        let _ = connection.stream.shutdown().await;
     }
-    let _ = connection.stream.shutdown().await;
     info.mark_closed();
 }
+
+/// How long, and how much, a refused client may still send before the socket is dropped.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Answers a connection the server has no room for: 503, then close.
 pub async fn reject_busy(mut stream: TcpStream, engine: Arc<Engine>) {
@@ -144,10 +154,28 @@ impl Connection {
                 Err(stop) => return stop,
             };
             let close = self.dispatch(head, body);
-            if close || self.pending.len() >= MAX_PIPELINED {
-                if !self.flush().await || close {
-                    return Stop::Quietly;
-                }
+            if close {
+                self.flush().await;
+                return Stop::Quietly;
+            }
+            if self.pending.len() >= MAX_PIPELINED && !self.flush().await {
+                return Stop::Quietly;
+            }
+        }
+    }
+
+    /// After a refusal the client may still be sending (a body we declined to read). Closing
+    /// a socket with unread input makes the kernel send RST, which can destroy the error
+    /// response before the client reads it; so, as nginx's lingering close does, keep reading
+    /// and discarding for a short while after our FIN.
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        let mut sink = [0u8; 8192];
+        while discarded < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
             }
         }
     }
@@ -526,7 +554,7 @@ impl Connection {
                     if !self.write_output().await {
                         return false;
                     }
-                    match receiver.await {
+                    match self.await_reply(receiver).await {
                         Ok(outgoing) => outgoing,
                         // The handler side went away (server stopping): nothing to send.
                         Err(_) => return false,
@@ -611,6 +639,31 @@ impl Connection {
             time: std::time::SystemTime::now(),
         };
         let _ = sender.send(AccessEvent::Record(record));
+    }
+
+    /// Waits for a handler's answer while watching the socket, so that `client.is_open` turns
+    /// false as soon as the peer goes away. Bytes that arrive meanwhile (pipelined requests)
+    /// are kept for later, up to one head's worth; the answer is still written after an EOF,
+    /// since a client may half-close and wait for it.
+    async fn await_reply(
+        &mut self,
+        mut receiver: ReplyReceiver,
+    ) -> Result<Outgoing, tokio::sync::oneshot::error::RecvError> {
+        loop {
+            if self.peer_closed || self.input.len() >= self.engine.limits.max_head_size {
+                return receiver.await;
+            }
+            self.input.reserve(READ_CHUNK);
+            tokio::select! {
+                reply = &mut receiver => return reply,
+                read = self.stream.read_buf(&mut self.input) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.peer_closed = true;
+                        self.info.mark_closed();
+                    }
+                }
+            }
+        }
     }
 
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.

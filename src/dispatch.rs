@@ -6,8 +6,9 @@
 //! as granian does. Per job, Python sees one call of the router's bound method.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
@@ -92,17 +93,84 @@ pub fn wait_and_run(py: Python<'_>, receiver: &Receiver<Work>, timeout: Duration
     }
 }
 
-/// The body of the handler thread: attach once, detach only to wait.
-pub fn handler_thread(receiver: Receiver<Work>) {
-    Python::attach(|py| loop {
-        match py.detach(|| receiver.recv()) {
-            Ok(Work::Job(job)) => {
-                run_job(py, *job);
-                if run_ready(py, &receiver).1 {
-                    return;
-                }
+/// The server's handler threads.
+///
+/// They follow the leader/followers pattern: one thread at a time (the leader) waits,
+/// detached, for the job channel to become ready; it then hands leadership on and attaches,
+/// and runs every job that is waiting. A thread never holds a job while it waits for the
+/// interpreter, so no request is stuck behind another thread's turn; and a handler that
+/// blocks (on I/O, a lock, a sleep) releases the interpreter and lets the others go on.
+pub struct HandlerPool {
+    threads: Vec<JoinHandle<()>>,
+    /// Disconnected once every thread has ended.
+    all_exited: Receiver<()>,
+}
+
+impl HandlerPool {
+    pub fn start(count: usize, jobs: Receiver<Work>) -> std::io::Result<HandlerPool> {
+        let leader = Arc::new(Mutex::new(()));
+        let (exit_guard, all_exited) = crossbeam_channel::bounded::<()>(0);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let jobs = jobs.clone();
+            let leader = leader.clone();
+            let exit_guard = exit_guard.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("godottpd-handler-{index}"))
+                .spawn(move || {
+                    handler_thread(&jobs, &leader);
+                    drop(exit_guard);
+                })?;
+            threads.push(thread);
+        }
+        Ok(HandlerPool {
+            threads,
+            all_exited,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Whether the calling thread is one of the pool's (a handler calling `stop()`).
+    pub fn owns_current_thread(&self) -> bool {
+        let current = std::thread::current().id();
+        self.threads
+            .iter()
+            .any(|thread| thread.thread().id() == current)
+    }
+
+    /// Waits until every thread has ended or `deadline` passes (threads still running a
+    /// handler then finish on their own). Call detached.
+    pub fn wait_for_exit(self, deadline: Instant) {
+        loop {
+            match self.all_exited.recv_deadline(deadline) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => return,
             }
-            Ok(Work::Stop) | Err(_) => return,
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handler_thread(jobs: &Receiver<Work>, leader: &Mutex<()>) {
+    Python::attach(|py| loop {
+        py.detach(|| {
+            let _leadership = leader.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ready = crossbeam_channel::Select::new();
+            ready.recv(jobs);
+            ready.ready();
+        });
+        if run_ready(py, jobs).1 {
+            return;
         }
     });
 }

@@ -2,7 +2,6 @@
 
 use crossbeam_channel::{unbounded as channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -12,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::access_log::{log_thread, AccessEvent};
 use crate::cors::Cors;
-use crate::dispatch::{handler_thread, run_ready, wait_and_run, Work};
+use crate::dispatch::{run_ready, wait_and_run, HandlerPool, Work};
 use crate::engine::{Engine, LiveConfig, Target};
 use crate::files::HttpFileRouter;
 use crate::http_router::{HttpRouter, PyRoute};
@@ -34,12 +33,11 @@ struct Running {
     engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
     work: Sender<Work>,
-    handler_thread: Option<JoinHandle<()>>,
-    handler_thread_id: Option<ThreadId>,
+    handlers: Option<HandlerPool>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
     /// With `access_log=True`: the channel and the thread that logs its records.
-    access_log: Option<(Sender<AccessEvent>, JoinHandle<()>)>,
+    access_log: Option<(Sender<AccessEvent>, std::thread::JoinHandle<()>)>,
 }
 
 /// An HTTP/1.1 server.
@@ -51,6 +49,7 @@ pub struct HttpServer {
     io_threads: usize,
     /// Log one line per response on the `godottpd.access` logger.
     access_log: bool,
+    handler_threads: usize,
     config: Arc<LiveConfig>,
     running: Mutex<Option<Running>>,
 }
@@ -144,6 +143,7 @@ impl HttpServer {
         max_connections = 1024,
         shutdown_grace = 5.0,
         io_threads = 1,
+        handler_threads = 8,
         access_log = false,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -163,6 +163,7 @@ impl HttpServer {
         max_connections: i64,
         shutdown_grace: f64,
         io_threads: i64,
+        handler_threads: i64,
         access_log: bool,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
@@ -206,6 +207,7 @@ impl HttpServer {
             limits,
             threaded,
             io_threads: positive_count("io_threads", io_threads)?.min(64),
+            handler_threads: positive_count("handler_threads", handler_threads)?.min(256),
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
@@ -391,17 +393,13 @@ impl HttpServer {
             log_sender,
         ));
         runtime.spawn(accept_loop(listener, engine.clone()));
-        let (handler_thread, handler_thread_id, jobs) = if self.threaded {
-            let thread = std::thread::Builder::new()
-                .name("godottpd-handlers".into())
-                .spawn(move || handler_thread(jobs))
-                .map_err(|error| {
-                    PyOSError::new_err(format!("cannot start the handler thread: {error}"))
-                })?;
-            let id = thread.thread().id();
-            (Some(thread), Some(id), None)
+        let (handlers, jobs) = if self.threaded {
+            let pool = HandlerPool::start(self.handler_threads, jobs).map_err(|error| {
+                PyOSError::new_err(format!("cannot start the handler threads: {error}"))
+            })?;
+            (Some(pool), None)
         } else {
-            (None, None, Some(Arc::new(Mutex::new(jobs))))
+            (None, Some(Arc::new(Mutex::new(jobs))))
         };
         lock(&self.settings).port = bound_port;
         *running = Some(Running {
@@ -409,8 +407,7 @@ impl HttpServer {
             engine,
             shutdown,
             work,
-            handler_thread,
-            handler_thread_id,
+            handlers,
             jobs,
             access_log,
         });
@@ -428,18 +425,22 @@ impl HttpServer {
             engine,
             shutdown,
             work,
-            handler_thread,
-            handler_thread_id,
+            handlers,
             jobs,
             access_log,
         } = running;
         let _ = shutdown.send(true);
+        let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         self.drain(py, &engine, jobs.as_ref());
         py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
-        let _ = work.send(Work::Stop);
-        if let Some(thread) = handler_thread {
-            if Some(std::thread::current().id()) != handler_thread_id {
-                let _ = py.detach(move || thread.join());
+        if let Some(pool) = handlers {
+            for _ in 0..pool.len() {
+                let _ = work.send(Work::Stop);
+            }
+            // A handler stuck past the grace period is left to finish on its own; a handler
+            // that calls stop() cannot wait for itself.
+            if !pool.owns_current_thread() {
+                py.detach(move || pool.wait_for_exit(deadline));
             }
         }
         if let Some((sender, thread)) = access_log {
@@ -485,28 +486,17 @@ impl HttpServer {
         Ok(ran)
     }
 
-    /// Starts (if needed) and serves until `stop()` is called or Ctrl-C is pressed; in poll
-    /// mode it runs the handlers itself.
+    /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
+    /// arrives (both stop gracefully); in poll mode it runs the handlers itself.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
         self.start()?;
-        loop {
-            if !self.is_running() {
-                return Ok(());
-            }
-            match self.jobs() {
-                Some(jobs) => match jobs.try_lock() {
-                    Ok(receiver) => {
-                        wait_and_run(py, &receiver, SIGNAL_CHECK_INTERVAL);
-                    }
-                    Err(_) => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
-                },
-                None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
-            }
-            if let Err(interrupt) = py.check_signals() {
-                self.stop(py);
-                return Err(interrupt);
-            }
+        let previous_sigterm = install_sigterm_handler(py)?;
+        let outcome = self.serve_until_stopped(py);
+        if let Some(previous) = previous_sigterm {
+            let signal = py.import("signal")?;
+            signal.call_method1("signal", (signal.getattr("SIGTERM")?, previous))?;
         }
+        outcome
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -541,9 +531,60 @@ impl Drop for HttpServer {
         if let Some(running) = running {
             let _ = running.shutdown.send(true);
             running.runtime.shutdown_background();
-            let _ = running.work.send(Work::Stop);
+            if let Some(pool) = &running.handlers {
+                for _ in 0..pool.len() {
+                    let _ = running.work.send(Work::Stop);
+                }
+            }
             if let Some((sender, _)) = &running.access_log {
                 let _ = sender.send(AccessEvent::Stop);
+            }
+        }
+    }
+}
+
+/// While `serve_forever()` runs on the main thread, SIGTERM (whose default would kill the
+/// process mid-response) raises `SystemExit` instead, so the server stops gracefully. A
+/// handler the program installed itself is left alone. Returns the handler to restore.
+fn install_sigterm_handler(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    let threading = py.import("threading")?;
+    if !threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?)
+    {
+        return Ok(None);
+    }
+    let signal = py.import("signal")?;
+    let Ok(sigterm) = signal.getattr("SIGTERM") else {
+        return Ok(None);
+    };
+    let current = signal.call_method1("getsignal", (&sigterm,))?;
+    if !current.is(&signal.getattr("SIG_DFL")?) {
+        return Ok(None);
+    }
+    let terminate = py.import("godottpd._signals")?.getattr("terminate")?;
+    signal.call_method1("signal", (&sigterm, terminate))?;
+    Ok(Some(current.unbind()))
+}
+
+impl HttpServer {
+    fn serve_until_stopped(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            if !self.is_running() {
+                return Ok(());
+            }
+            match self.jobs() {
+                Some(jobs) => match jobs.try_lock() {
+                    Ok(receiver) => {
+                        wait_and_run(py, &receiver, SIGNAL_CHECK_INTERVAL);
+                    }
+                    Err(_) => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+                },
+                None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
+            }
+            if let Err(interrupt) = py.check_signals() {
+                self.stop(py);
+                return Err(interrupt);
             }
         }
     }

@@ -11,6 +11,8 @@ pub const MIN_STATUS: u16 = 100;
 pub const MAX_STATUS: u16 = 599;
 
 /// The registered reason phrase of `code`, or the generic one of its class.
+// The registered codes come first and the class ranges after them catch the rest.
+#[allow(clippy::match_overlapping_arm)]
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
         100 => "Continue",

@@ -153,7 +153,9 @@ def test_regex_and_pattern_routes_mix_in_order(serve, make_router, fetch) -> Non
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("pattern", ["^/(unclosed", "^/a[", "^/(?P<x>a", "^/*?+"])
+@pytest.mark.parametrize(
+    "pattern", ["^/(unclosed", "^/a[", "^/(?P<x>a", "^/a{2,1}", "^/(?P<x>a)(?P<x>b)"]
+)
 def test_invalid_regex_raises_value_error(pattern: str) -> None:
     srv = HttpServer(port=0, bind_address="127.0.0.1")
     with pytest.raises(ValueError):

@@ -231,7 +231,7 @@ def test_stop_gives_up_after_shutdown_grace(serve, make_router, fetch) -> None:
 
     def stuck(req: Any, res: Any) -> None:
         entered.set()
-        release.wait(10)
+        release.wait(6)
         try:
             res.send(200, "late", "text/plain")
         except Exception:

@@ -157,6 +157,7 @@ class HttpServer:
         max_connections: int = 1024,
         shutdown_grace: float = 5.0,
         io_threads: int = 1,
+        handler_threads: int = 8,
     ) -> Self: ...
     @property
     def port(self) -> int:
