@@ -112,7 +112,7 @@ impl FileRoute {
                 return Ok(Located::File(canonical));
             }
             Found::Folder(folder) => {
-                if !trailing_slash && !is_root {
+                if !trailing_slash {
                     return Ok(Located::Redirect);
                 }
                 return Ok(self
