@@ -14,17 +14,21 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
+use crate::access_log::{self, AccessEvent, AccessRecord};
 use crate::chunked::ChunkedDecoder;
 use crate::dispatch::{Job, Work};
 use crate::encode::{encode_simple, Persistence, ServerHeaders};
 use crate::engine::{Engine, Target};
 use crate::error::RequestError;
 use crate::exchange::{ConnectionInfo, Outgoing, ReplyContext, ReplyReceiver, RequestData};
+use crate::files::{self, FileRequest, FileRoute};
 use crate::http_router::Handler;
 use crate::parse::{parse_head, Framing, Method, RequestHead};
 use crate::router::RequestPath;
+use crate::sendfile::send_file;
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
@@ -34,6 +38,14 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Pending {
     Ready(Outgoing),
     Waiting(ReplyReceiver),
+    /// A file router's answer, being worked out on the blocking pool.
+    Blocking(JoinHandle<Outgoing>),
+}
+
+/// One answer to write, with the request line for the access log (when it is on).
+struct Entry {
+    answer: Pending,
+    request_line: Option<Box<str>>,
 }
 
 /// Why the connection stops.
@@ -48,7 +60,9 @@ struct Connection {
     stream: TcpStream,
     input: BytesMut,
     output: Vec<u8>,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<Entry>,
+    /// The request line of the request being answered, kept only when the access log is on.
+    request_line: Option<Box<str>>,
     engine: Arc<Engine>,
     info: Arc<ConnectionInfo>,
     /// Whether any request has been received yet (a fresh connection waits `header_timeout`
@@ -69,6 +83,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
         input: BytesMut::with_capacity(READ_CHUNK),
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
+        request_line: None,
         engine,
         info: info.clone(),
         served_any: false,
@@ -131,6 +146,9 @@ impl Connection {
             };
             self.served_any = true;
             self.head_deadline = None;
+            if self.engine.access_log.is_some() {
+                self.request_line = Some(access_log::request_line(&head));
+            }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
                 Err(stop) => return stop,
@@ -314,10 +332,12 @@ impl Connection {
             body,
             head_only,
         );
-        self.pending.push_back(Pending::Ready(Outgoing {
+        let outgoing = Outgoing {
             bytes,
             close: persistence == Persistence::Close,
-        }));
+            file: None,
+        };
+        self.push(Pending::Ready(outgoing));
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
@@ -372,7 +392,21 @@ impl Connection {
             self.answer(404, persistence, extra, &[], b"Not found", head_only);
             return close;
         };
-        let Target::Python(route) = target;
+        let route = match target {
+            Target::Python(route) => route,
+            Target::Files(files) => {
+                let files = files.clone();
+                let tail = path
+                    .raw_tail(captures.prefix_len)
+                    .iter()
+                    .map(|segment| (*segment).to_owned())
+                    .collect();
+                drop(path);
+                let identifier = Arc::from(&**config.server_identifier.load_full());
+                self.dispatch_files(files, head, tail, persistence, cors_lines, identifier);
+                return close;
+            }
+        };
         let handler = match head.method {
             Method::Get => Some(Handler::Get),
             Method::Head if route.handles(Handler::Head) => Some(Handler::Head),
@@ -440,27 +474,86 @@ impl Connection {
             );
             return true;
         }
-        self.pending.push_back(Pending::Waiting(receiver));
+        self.push(Pending::Waiting(receiver));
         close
     }
 
-    /// Writes every pending answer, in order, in as few writes as possible.
-    /// Returns `false` when the connection must close.
+    /// Queues an answer, in request order.
+    fn push(&mut self, answer: Pending) {
+        let request_line = match self.engine.access_log {
+            Some(_) => Some(self.request_line.take().unwrap_or_else(|| "-".into())),
+            None => None,
+        };
+        self.pending.push_back(Entry {
+            answer,
+            request_line,
+        });
+    }
+
+    /// Hands a file-router request to the blocking pool (RFC 9110 §9.1: a file router
+    /// implements GET and HEAD only; anything else is 405 with `Allow: GET, HEAD`).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_files(
+        &mut self,
+        route: Arc<FileRoute>,
+        head: RequestHead,
+        tail: Vec<String>,
+        persistence: Persistence,
+        cors_lines: Option<Arc<[u8]>>,
+        server_identifier: Arc<str>,
+    ) {
+        let head_only = head.method == Method::Head;
+        if !matches!(head.method, Method::Get | Method::Head) {
+            let cors = self.engine.config.cors.load();
+            let is_preflight = head.method == Method::Options
+                && head.first_header("access-control-request-method").is_some();
+            let extra = cors_lines.as_deref().unwrap_or_default();
+            match (is_preflight, cors.as_ref(), cors_lines.as_ref()) {
+                (true, Some(cors), Some(_)) => {
+                    let mut lines = extra.to_vec();
+                    lines.extend_from_slice(&cors.preflight_lines());
+                    self.answer(204, persistence, &lines, &[], b"", false);
+                }
+                _ => self.answer(
+                    405,
+                    persistence,
+                    extra,
+                    &[(b"Allow", b"GET, HEAD")],
+                    b"Method Not Allowed",
+                    head_only,
+                ),
+            }
+            return;
+        }
+        let trailing_slash = head.raw_path().ends_with(b"/");
+        let request = FileRequest {
+            head,
+            tail,
+            trailing_slash,
+            head_only,
+            persistence,
+            cors_lines,
+            server_identifier,
+        };
+        let handle = tokio::task::spawn_blocking(move || files::respond(&route, &request));
+        self.push(Pending::Blocking(handle));
+    }
+
+    /// Writes every pending answer, in order, in as few writes as possible; a file body is
+    /// streamed after the head before it. Returns `false` when the connection must close.
     async fn flush(&mut self) -> bool {
         let mut keep_open = true;
-        while let Some(pending) = self.pending.pop_front() {
-            let outgoing = match pending {
+        while let Some(Entry {
+            answer,
+            request_line,
+        }) = self.pending.pop_front()
+        {
+            let outgoing = match answer {
                 Pending::Ready(outgoing) => outgoing,
                 Pending::Waiting(receiver) => {
-                    if !self.output.is_empty() {
-                        // Do not hold finished answers back while a handler is still working.
-                        let output = std::mem::take(&mut self.output);
-                        let written = self.write(&output).await;
-                        self.output = output;
-                        self.output.clear();
-                        if written.is_err() {
-                            return false;
-                        }
+                    // Do not hold finished answers back while a handler is still working.
+                    if !self.write_output().await {
+                        return false;
                     }
                     match self.await_reply(receiver).await {
                         Ok(outgoing) => outgoing,
@@ -468,24 +561,85 @@ impl Connection {
                         Err(_) => return false,
                     }
                 }
+                Pending::Blocking(handle) => {
+                    if !self.write_output().await {
+                        return false;
+                    }
+                    match handle.await {
+                        Ok(outgoing) => outgoing,
+                        // The file task panicked: a 500, then close (nothing else is known).
+                        Err(_) => self.internal_error(),
+                    }
+                }
             };
+            self.record(request_line, &outgoing);
             self.output.extend_from_slice(&outgoing.bytes);
+            if let Some(body) = &outgoing.file {
+                if !self.write_output().await {
+                    return false;
+                }
+                if send_file(&self.stream, body, self.engine.limits.write_timeout)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
             if outgoing.close {
                 keep_open = false;
                 self.pending.clear();
                 break;
             }
         }
-        if !self.output.is_empty() {
-            let output = std::mem::take(&mut self.output);
-            let written = self.write(&output).await;
-            self.output = output;
-            self.output.clear();
-            if written.is_err() {
-                return false;
-            }
+        self.write_output().await && keep_open
+    }
+
+    /// Writes the buffered answers; `false` when the connection must close.
+    async fn write_output(&mut self) -> bool {
+        if self.output.is_empty() {
+            return true;
         }
-        keep_open
+        let output = std::mem::take(&mut self.output);
+        let written = self.write(&output).await;
+        self.output = output;
+        self.output.clear();
+        written.is_ok()
+    }
+
+    fn internal_error(&self) -> Outgoing {
+        let identifier = self.engine.config.server_identifier.load_full();
+        let defaults = self.server_headers(&identifier, Persistence::Close, b"");
+        let mut bytes = Vec::with_capacity(192);
+        encode_simple(
+            &mut bytes,
+            500,
+            &defaults,
+            &[],
+            b"text/plain; charset=utf-8",
+            b"Internal Server Error",
+            false,
+        );
+        Outgoing {
+            bytes,
+            close: true,
+            file: None,
+        }
+    }
+
+    /// Hands one answered request to the access log, when it is on.
+    fn record(&self, request_line: Option<Box<str>>, outgoing: &Outgoing) {
+        let (Some(sender), Some(request_line)) = (&self.engine.access_log, request_line) else {
+            return;
+        };
+        let (status, bytes) = access_log::measure(outgoing);
+        let record = AccessRecord {
+            peer: self.info.peer,
+            request_line,
+            status,
+            bytes,
+            time: std::time::SystemTime::now(),
+        };
+        let _ = sender.send(AccessEvent::Record(record));
     }
 
     /// Waits for a handler's answer while watching the socket, so that `client.is_open` turns

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{watch, Notify};
 
+use crate::access_log::AccessEvent;
 use crate::cors::Cors;
 use crate::dispatch::Work;
+use crate::files::FileRoute;
 use crate::http_router::PyRoute;
 use crate::limits::Limits;
 use crate::router::RouteTable;
@@ -17,6 +19,8 @@ use crate::router::RouteTable;
 #[derive(Clone)]
 pub enum Target {
     Python(Arc<PyRoute>),
+    /// An `HttpFileRouter`: answered in Rust, no Python call.
+    Files(Arc<FileRoute>),
 }
 
 pub type Routes = ArcSwap<RouteTable<Target>>;
@@ -45,6 +49,8 @@ pub struct Engine {
     /// Where jobs for Python handlers go.
     pub work: Sender<Work>,
     pub shutdown: watch::Receiver<bool>,
+    /// Where finished responses are recorded, when `access_log=True`.
+    pub access_log: Option<Sender<AccessEvent>>,
     open_connections: AtomicUsize,
     /// Signalled each time a connection ends, so `stop()` can wait for the last one.
     pub connection_closed: Notify,
@@ -61,12 +67,14 @@ impl Engine {
         config: Arc<LiveConfig>,
         work: Sender<Work>,
         shutdown: watch::Receiver<bool>,
+        access_log: Option<Sender<AccessEvent>>,
     ) -> Self {
         Engine {
             limits,
             config,
             work,
             shutdown,
+            access_log,
             open_connections: AtomicUsize::new(0),
             connection_closed: Notify::new(),
             job_signal: None,

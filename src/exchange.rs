@@ -59,6 +59,17 @@ pub struct Outgoing {
     pub bytes: Vec<u8>,
     /// The connection closes after these bytes.
     pub close: bool,
+    /// A body streamed from a file after `bytes` (which then hold only the head).
+    pub file: Option<FileBody>,
+}
+
+/// `len` bytes of `file` from `offset`, sent with `sendfile(2)` without passing through
+/// user memory, so a file of any size costs the same.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
 }
 
 pub type ReplySender = tokio::sync::oneshot::Sender<Outgoing>;

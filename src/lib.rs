@@ -1,12 +1,14 @@
 //! godottpd: an HTTP/1.1 server for Python with a Rust core, keeping GodotTPD's API.
 //!
 //! One concern per module: `parse` (request heads), `chunked` (body framing), `encode`
-//! (response heads), `conn` (one connection), `listener` (sockets), `dispatch` (running
+//! (response heads), `conn` (one connection), `files` (serving folders), `sendfile`
+//! (streaming file bodies), `access_log` (request logging), `listener` (sockets), `dispatch` (running
 //! Python handlers), `router` (route patterns), and the Python classes in `server`,
 //! `http_router`, `request` and `response`.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
 pub mod chunked;
 pub mod conn;
 pub mod cookie;
@@ -17,6 +19,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod files;
 pub mod http_router;
 pub mod json;
 pub mod limits;
@@ -26,6 +29,7 @@ pub mod parse;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod sendfile;
 pub mod server;
 pub mod status;
 pub mod token;
@@ -34,6 +38,8 @@ pub mod token;
 mod _godottpd {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::files::HttpFileRouter;
     #[pymodule_export]
     use crate::http_router::HttpRouter;
     #[pymodule_export]

@@ -128,6 +128,7 @@ impl HttpResponse {
         let _ = reply.send(Outgoing {
             bytes,
             close: persistence == Persistence::Close,
+            file: None,
         });
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `HttpServer`: configuration, lifecycle (start, stop, serve_forever, poll) and routes.
 
-use crossbeam_channel::{unbounded as channel, Receiver};
+use crossbeam_channel::{unbounded as channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -9,9 +9,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use tokio::sync::watch;
 
+use crate::access_log::{log_thread, AccessEvent};
 use crate::cors::Cors;
 use crate::dispatch::{run_ready, wait_and_run, HandlerPool, Work};
 use crate::engine::{Engine, LiveConfig, Target};
+use crate::files::HttpFileRouter;
 use crate::http_router::{HttpRouter, PyRoute};
 use crate::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::listener::{accept_loop, bind};
@@ -36,6 +38,8 @@ struct Running {
     handlers: Option<HandlerPool>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
+    /// With `access_log=True`: the channel and the thread that logs its records.
+    access_log: Option<(Sender<AccessEvent>, std::thread::JoinHandle<()>)>,
 }
 
 /// An HTTP/1.1 server.
@@ -45,6 +49,8 @@ pub struct HttpServer {
     limits: Limits,
     threaded: bool,
     io_threads: usize,
+    /// Log one line per response on the `godottpd.access` logger.
+    access_log: bool,
     handler_threads: usize,
     config: Arc<LiveConfig>,
     running: Mutex<Option<Running>>,
@@ -140,6 +146,7 @@ impl HttpServer {
         shutdown_grace = 5.0,
         io_threads = 1,
         handler_threads = 8,
+        access_log = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -159,6 +166,7 @@ impl HttpServer {
         shutdown_grace: f64,
         io_threads: i64,
         handler_threads: i64,
+        access_log: bool,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
@@ -208,6 +216,7 @@ impl HttpServer {
                     ))
                 })?
                 .min(256),
+            access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
         })
@@ -277,7 +286,14 @@ impl HttpServer {
     }
 
     /// Adds a route; routes are tried in registration order and the first match wins.
+    /// An `HttpFileRouter` takes its path as a prefix and serves everything below it.
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(files) = router.cast::<HttpFileRouter>() {
+            let pattern =
+                Pattern::compile(path, true).map_err(|error| PyValueError::new_err(error.0))?;
+            self.add_route(pattern, Target::Files(files.get().route.clone()));
+            return Ok(());
+        }
         let route = PyRoute::inspect(router)?;
         if !route.handles_any() && !router.is_instance_of::<HttpRouter>() {
             let type_name = router
@@ -370,11 +386,25 @@ impl HttpServer {
         };
         let (work, jobs) = channel();
         let (shutdown, shutdown_receiver) = watch::channel(false);
+        let access_log = if self.access_log {
+            let (sender, records) = channel();
+            let thread = std::thread::Builder::new()
+                .name("godottpd-access-log".into())
+                .spawn(move || log_thread(records))
+                .map_err(|error| {
+                    PyOSError::new_err(format!("cannot start the access-log thread: {error}"))
+                })?;
+            Some((sender, thread))
+        } else {
+            None
+        };
+        let log_sender = access_log.as_ref().map(|(sender, _)| sender.clone());
         let mut engine = Engine::new(
             self.limits.clone(),
             self.config.clone(),
             work,
             shutdown_receiver,
+            log_sender,
         );
         let job_signal = Arc::new(tokio::sync::Notify::new());
         if inline {
@@ -403,6 +433,7 @@ impl HttpServer {
             listener_fd,
             handlers,
             jobs,
+            access_log,
         });
         Ok(())
     }
@@ -420,6 +451,7 @@ impl HttpServer {
             listener_fd,
             handlers,
             jobs,
+            access_log,
         } = running;
         engine
             .stopping
@@ -440,6 +472,11 @@ impl HttpServer {
             if !pool.owns_current_thread() {
                 py.detach(move || pool.wait_for_exit(deadline));
             }
+        }
+        if let Some((sender, thread)) = access_log {
+            // Everything recorded before this is logged before the thread ends.
+            let _ = sender.send(AccessEvent::Stop);
+            let _ = py.detach(move || thread.join());
         }
         if let Some(jobs) = jobs {
             // Jobs whose connections are gone: drop them while attached.
@@ -530,6 +567,9 @@ impl Drop for HttpServer {
                 for _ in 0..pool.len() {
                     let _ = running.engine.submit(Work::Stop);
                 }
+            }
+            if let Some((sender, _)) = &running.access_log {
+                let _ = sender.send(AccessEvent::Stop);
             }
         }
     }

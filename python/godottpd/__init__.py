@@ -10,6 +10,7 @@ from godottpd._body import FormPart
 from godottpd._godottpd import (
     Client,
     Headers,
+    HttpFileRouter,
     HttpRequest,
     HttpResponse,
     HttpRouter,
@@ -23,6 +24,7 @@ __all__ = [
     "Client",
     "FormPart",
     "Headers",
+    "HttpFileRouter",
     "HttpRequest",
     "HttpResponse",
     "HttpRouter",

@@ -1,5 +1,6 @@
 """The Rust core of godottpd: sockets, parsing, routing and response encoding."""
 
+import os
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, final
@@ -136,6 +137,43 @@ class HttpRouter:
     def handle_options(self, request: HttpRequest, response: HttpResponse) -> None: ...
 
 @final
+class HttpFileRouter:
+    """Serves a folder, and everything below it, from the prefix it is registered at.
+
+    Answered entirely in Rust: files are streamed with ``sendfile``, with ``ETag``,
+    ``Last-Modified``, ``304``, single ranges and precompressed ``.br``/``.gz`` siblings.
+    No request can reach anything outside the folder (such requests get 404).
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        index_page: str = "index.html",
+        fallback_page: str = "",
+        extensions: Sequence[str] = ...,  # ["html"]
+        exclude_extensions: Sequence[str] = ...,  # []
+        cross_origin_isolation: bool = False,
+    ) -> Self: ...
+    @property
+    def path(self) -> str:
+        """The served folder, as given."""
+    @property
+    def index_page(self) -> str:
+        """Served for a folder's URL (ending in ``/``)."""
+    @property
+    def fallback_page(self) -> str:
+        """Served when nothing matches: 200 if it is the index page, else 404."""
+    @property
+    def extensions(self) -> list[str]:
+        """Tried, in order, on a path without an extension (``/about`` → ``about.html``)."""
+    @property
+    def exclude_extensions(self) -> list[str]:
+        """Files with these extensions are never served (404)."""
+    @property
+    def cross_origin_isolation(self) -> bool:
+        """Whether COOP/COEP/CORP headers are sent (``crossOriginIsolated`` pages)."""
+
+@final
 class HttpServer:
     """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads."""
 
@@ -158,6 +196,7 @@ class HttpServer:
         shutdown_grace: float = 5.0,
         io_threads: int = 1,
         handler_threads: int = 8,
+        access_log: bool = False,
     ) -> Self: ...
     @property
     def port(self) -> int:

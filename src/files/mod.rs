@@ -1,0 +1,541 @@
+//! `HttpFileRouter`: a folder served entirely in Rust, with no Python call per request.
+//!
+//! A request routed here is answered on tokio's blocking pool (`spawn_blocking`), since
+//! `canonicalize`, `metadata` and `open` may wait on a disk; the connection keeps its
+//! answers in request order meanwhile. The body is not read here: the open file goes back
+//! to the connection, which streams it with `sendfile(2)` (see `sendfile.rs`).
+//!
+//! Submodules, one concern each: `resolve` (no path may leave the root), `conditional`
+//! (validators, 304, ranges, content codings) and `mime` (content types).
+
+pub mod conditional;
+pub mod mime;
+pub mod resolve;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::encode::{encode_simple, HeadEncoder, Persistence, ServerHeaders};
+use crate::exchange::{FileBody, Outgoing};
+use crate::parse::RequestHead;
+use conditional::{
+    accepts, if_range_holds, not_modified, parse_range, Coding, RangeRequest, Validators,
+};
+use resolve::{look_up, Found};
+
+/// The header lines that make a page cross-origin isolated (HTML standard §7.1.3), so that
+/// `SharedArrayBuffer`, and with it a threaded Godot web export, is available.
+const CROSS_ORIGIN_ISOLATION: &[u8] = b"Cross-Origin-Opener-Policy: same-origin\r\n\
+Cross-Origin-Embedder-Policy: require-corp\r\n\
+Cross-Origin-Resource-Policy: same-origin\r\n";
+
+/// A file router's settings, shared by every request it answers.
+#[derive(Debug)]
+pub struct FileRoute {
+    /// The served folder, canonical (symlinks resolved), so that a canonical file path
+    /// below it starts with it.
+    root: PathBuf,
+    index_page: PathBuf,
+    fallback_page: Option<PathBuf>,
+    /// The fallback page is the index page: served with 200, not 404.
+    fallback_is_index: bool,
+    /// Lowercase, without the dot.
+    extensions: Vec<String>,
+    exclude_extensions: Vec<String>,
+    /// Header lines added to every answer of this router.
+    extra_lines: &'static [u8],
+}
+
+/// One request for a file router, with what its answer needs.
+pub struct FileRequest {
+    pub head: RequestHead,
+    /// The raw (still percent-encoded) segments below the router's prefix.
+    pub tail: Vec<String>,
+    /// The path ended in `/` (a folder is asked for as a folder).
+    pub trailing_slash: bool,
+    pub head_only: bool,
+    pub persistence: Persistence,
+    pub cors_lines: Option<Arc<[u8]>>,
+    pub server_identifier: Arc<str>,
+}
+
+/// Where a request leads.
+enum Located {
+    File(PathBuf),
+    /// A folder asked for without its trailing slash.
+    Redirect,
+    Nothing,
+}
+
+fn lowercase_extension(path: &Path) -> Option<String> {
+    path.extension()
+        .and_then(|extension| extension.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
+impl FileRoute {
+    fn excluded(&self, path: &Path) -> bool {
+        lowercase_extension(path)
+            .is_some_and(|extension| self.exclude_extensions.contains(&extension))
+    }
+
+    /// A regular file below the root whose extension is not excluded, or `None`.
+    fn file(&self, candidate: &Path) -> io::Result<Option<PathBuf>> {
+        if self.excluded(candidate) {
+            return Ok(None);
+        }
+        match look_up(&self.root, candidate)? {
+            Found::File(canonical) if !self.excluded(&canonical) => Ok(Some(canonical)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Finds what `relative` names: the file itself, a folder's index page, or the path
+    /// with one of `extensions` added when it has none.
+    fn locate(&self, relative: &Path, trailing_slash: bool) -> io::Result<Located> {
+        let candidate = self.root.join(relative);
+        let is_root = relative.as_os_str().is_empty();
+        if self.excluded(&candidate) {
+            return Ok(Located::Nothing);
+        }
+        match look_up(&self.root, &candidate)? {
+            Found::File(canonical) => {
+                // `/file.txt/` names a folder that does not exist.
+                if trailing_slash && !is_root || self.excluded(&canonical) {
+                    return Ok(Located::Nothing);
+                }
+                return Ok(Located::File(canonical));
+            }
+            Found::Folder(folder) => {
+                if !trailing_slash {
+                    return Ok(Located::Redirect);
+                }
+                return Ok(self
+                    .file(&folder.join(&self.index_page))?
+                    .map_or(Located::Nothing, Located::File));
+            }
+            Found::Nothing => {}
+        }
+        if trailing_slash || is_root || candidate.extension().is_some() {
+            return Ok(Located::Nothing);
+        }
+        let Some(name) = candidate.file_name().map(|name| name.to_os_string()) else {
+            return Ok(Located::Nothing);
+        };
+        for extension in &self.extensions {
+            let mut with_extension = name.clone();
+            with_extension.push(".");
+            with_extension.push(extension);
+            if let Some(file) = self.file(&candidate.with_file_name(with_extension))? {
+                return Ok(Located::File(file));
+            }
+        }
+        Ok(Located::Nothing)
+    }
+}
+
+/// Encodes the answers of one request.
+struct Reply<'a> {
+    request: &'a FileRequest,
+    extra_lines: Vec<u8>,
+}
+
+impl<'a> Reply<'a> {
+    fn new(route: &FileRoute, request: &'a FileRequest) -> Self {
+        let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
+        extra_lines.extend_from_slice(route.extra_lines);
+        Reply {
+            request,
+            extra_lines,
+        }
+    }
+
+    fn defaults(&self) -> ServerHeaders<'_> {
+        ServerHeaders {
+            server: self.request.server_identifier.as_bytes(),
+            extra_lines: &self.extra_lines,
+            persistence: self.request.persistence,
+        }
+    }
+
+    fn outgoing(&self, bytes: Vec<u8>, file: Option<FileBody>) -> Outgoing {
+        Outgoing {
+            bytes,
+            close: self.request.persistence == Persistence::Close,
+            file,
+        }
+    }
+
+    /// A short plain-text answer the server writes itself.
+    fn simple(&self, status: u16, headers: &[(&[u8], &[u8])], body: &str) -> Outgoing {
+        let mut bytes = Vec::with_capacity(256);
+        let defaults = self.defaults();
+        let content_type = b"text/plain; charset=utf-8";
+        encode_simple(
+            &mut bytes,
+            status,
+            &defaults,
+            headers,
+            content_type,
+            body.as_bytes(),
+            self.request.head_only,
+        );
+        self.outgoing(bytes, None)
+    }
+
+    fn not_found(&self) -> Outgoing {
+        self.simple(404, &[], "Not found")
+    }
+
+    /// A file that exists but cannot be read: 403 when the server may not, else 500 (and
+    /// never a 200 whose body is an error message).
+    fn unreadable(&self, error: &io::Error) -> Outgoing {
+        if resolve::is_missing(error) {
+            self.not_found()
+        } else if error.kind() == io::ErrorKind::PermissionDenied {
+            self.simple(403, &[], "Forbidden")
+        } else {
+            self.simple(
+                500,
+                &[],
+                "Internal Server Error: the file could not be read",
+            )
+        }
+    }
+
+    /// RFC 9110 §15.4.2: a folder asked for without its slash moves to the slash form, so
+    /// that the relative links of its index page resolve. The query is kept.
+    fn redirect_to_folder(&self) -> Outgoing {
+        let head = &self.request.head;
+        let mut location = head.raw_path().to_vec();
+        location.push(b'/');
+        if head.query.is_some() {
+            location.push(b'?');
+            location.extend_from_slice(head.raw_query());
+        }
+        self.simple(301, &[(b"Location", &location)], "Moved Permanently")
+    }
+}
+
+/// Answers one request for a file router. Runs on the blocking pool.
+pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
+    let reply = Reply::new(route, request);
+    let Ok(relative) = resolve::relative_path(request.tail.iter().map(String::as_str)) else {
+        return reply.not_found();
+    };
+    let located = match route.locate(&relative, request.trailing_slash) {
+        Ok(located) => located,
+        Err(error) => return reply.unreadable(&error),
+    };
+    match located {
+        Located::File(path) => serve_file(route, &reply, &path, 200),
+        Located::Redirect => reply.redirect_to_folder(),
+        Located::Nothing => {
+            let fallback = match &route.fallback_page {
+                Some(page) => route.file(&route.root.join(page)),
+                None => Ok(None),
+            };
+            match fallback {
+                Ok(Some(path)) => serve_file(
+                    route,
+                    &reply,
+                    &path,
+                    if route.fallback_is_index { 200 } else { 404 },
+                ),
+                Ok(None) => reply.not_found(),
+                Err(error) => reply.unreadable(&error),
+            }
+        }
+    }
+}
+
+/// Opens a file for reading without ever blocking on a FIFO or device that replaced it
+/// since it was looked up (`O_NONBLOCK` has no effect on regular files).
+fn open(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// The precompressed sibling to send instead of `path`, if the client accepts one, and
+/// whether any sibling exists (then the answer depends on `Accept-Encoding`: `Vary`).
+fn precompressed(
+    route: &FileRoute,
+    path: &Path,
+    accept_encoding: Option<&[u8]>,
+) -> (Option<(Coding, PathBuf)>, bool) {
+    let mut chosen = None;
+    let mut any = false;
+    for coding in Coding::PREFERRED {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(coding.suffix());
+        if let Ok(Found::File(sibling)) = look_up(&route.root, Path::new(&name)) {
+            any = true;
+            if chosen.is_none() && accepts(accept_encoding, coding) {
+                chosen = Some((coding, sibling));
+            }
+        }
+    }
+    (chosen, any)
+}
+
+/// Serves a located file with `status` (200, or 404 for a fallback page that is not the
+/// index). Conditionals and ranges apply to 200 only: a 404 is never a 304 or a 206.
+fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
+    let head = &reply.request.head;
+    let (chosen, vary) = precompressed(route, path, head.first_header("accept-encoding"));
+    let (coding, source) = match &chosen {
+        Some((coding, sibling)) => (Some(*coding), sibling.as_path()),
+        None => (None, path),
+    };
+    let file = match open(source) {
+        Ok(file) => file,
+        Err(error) => return reply.unreadable(&error),
+    };
+    // The size and time of the open file, not of the path: they belong together.
+    let metadata = match file.metadata() {
+        Ok(metadata) if metadata.is_file() => metadata,
+        Ok(_) => return reply.not_found(),
+        Err(error) => return reply.unreadable(&error),
+    };
+    let size = metadata.len();
+    let validators = Validators::new(size, metadata.modified().ok(), coding.map(Coding::name));
+    let last_modified = validators.last_modified();
+    let mut headers: Vec<(&[u8], &[u8])> = vec![(b"ETag", validators.etag.as_bytes())];
+    if let Some(date) = &last_modified {
+        headers.push((b"Last-Modified", date.as_bytes()));
+    }
+    if vary {
+        headers.push((b"Vary", b"Accept-Encoding"));
+    }
+    if status == 200
+        && not_modified(
+            &validators,
+            head.first_header("if-none-match"),
+            head.first_header("if-modified-since"),
+        )
+    {
+        // RFC 9110 §15.4.5: a 304 carries the validators and Vary a 200 would have had.
+        return encode(reply, 304, &headers, b"", 0, None);
+    }
+    headers.push((b"Accept-Ranges", b"bytes"));
+    if let Some(coding) = coding {
+        headers.push((b"Content-Encoding", coding.name().as_bytes()));
+    }
+    let content_type = mime::content_type(path);
+    // §14.2: Range is defined for GET only; a HEAD describes the whole representation.
+    let range = match head.first_header("range") {
+        Some(value)
+            if status == 200
+                && !reply.request.head_only
+                && if_range_holds(&validators, head.first_header("if-range")) =>
+        {
+            parse_range(value, size)
+        }
+        _ => RangeRequest::Full,
+    };
+    match range {
+        RangeRequest::Full => {
+            let body = FileBody {
+                file,
+                offset: 0,
+                len: size,
+            };
+            encode(
+                reply,
+                status,
+                &headers,
+                content_type.as_bytes(),
+                size,
+                Some(body),
+            )
+        }
+        RangeRequest::Part { start, end } => {
+            let content_range = format!("bytes {start}-{end}/{size}");
+            headers.push((b"Content-Range", content_range.as_bytes()));
+            let len = end - start + 1;
+            let body = FileBody {
+                file,
+                offset: start,
+                len,
+            };
+            encode(
+                reply,
+                206,
+                &headers,
+                content_type.as_bytes(),
+                len,
+                Some(body),
+            )
+        }
+        RangeRequest::Unsatisfiable => {
+            // §15.5.17: a 416 says how long the representation is.
+            let content_range = format!("bytes */{size}");
+            reply.simple(
+                416,
+                &[(b"Content-Range", content_range.as_bytes())],
+                "Range Not Satisfiable",
+            )
+        }
+    }
+}
+
+/// Encodes a file answer's head; the body, if any, goes to the connection to stream.
+fn encode(
+    reply: &Reply<'_>,
+    status: u16,
+    headers: &[(&[u8], &[u8])],
+    content_type: &[u8],
+    len: u64,
+    body: Option<FileBody>,
+) -> Outgoing {
+    let mut bytes = Vec::with_capacity(512);
+    let mut head = HeadEncoder::new(&mut bytes, status);
+    for (name, value) in headers {
+        head.header(name, value);
+    }
+    head.finish(&reply.defaults(), content_type, len);
+    let body = body.filter(|body| !reply.request.head_only && body.len > 0);
+    reply.outgoing(bytes, body)
+}
+
+/// Serves a folder, with everything below it, from the prefix it is registered at.
+///
+/// Files are streamed from disk, never read whole; `ETag`, `Last-Modified`, `304`, single
+/// ranges and precompressed `.br`/`.gz` siblings are handled in Rust. No request reaches
+/// anything outside the folder: see the README's "Serving files".
+#[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
+pub struct HttpFileRouter {
+    pub route: Arc<FileRoute>,
+    path: String,
+    index_page: String,
+    fallback_page: String,
+    extensions: Vec<String>,
+    exclude_extensions: Vec<String>,
+    cross_origin_isolation: bool,
+}
+
+/// Extensions as given (`"html"` or `".html"`), lowercased for comparison.
+fn normalize_extensions(name: &str, extensions: &[String]) -> PyResult<Vec<String>> {
+    extensions
+        .iter()
+        .map(|extension| {
+            let bare = extension.strip_prefix('.').unwrap_or(extension);
+            if bare.is_empty() || bare.contains(['/', '\\', '\0']) {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: {extension:?} is not a file extension"
+                )));
+            }
+            Ok(bare.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+#[pymethods]
+impl HttpFileRouter {
+    #[new]
+    #[pyo3(signature = (
+        path,
+        index_page = "index.html",
+        fallback_page = "",
+        extensions = vec!["html".to_owned()],
+        exclude_extensions = Vec::new(),
+        cross_origin_isolation = false,
+    ))]
+    fn new(
+        path: PathBuf,
+        index_page: &str,
+        fallback_page: &str,
+        extensions: Vec<String>,
+        exclude_extensions: Vec<String>,
+        cross_origin_isolation: bool,
+    ) -> PyResult<Self> {
+        let root = std::fs::canonicalize(&path)?;
+        if !root.is_dir() {
+            return Err(pyo3::exceptions::PyNotADirectoryError::new_err(format!(
+                "{} is not a folder",
+                path.display()
+            )));
+        }
+        let page = |what: &str, page: &str| {
+            resolve::page_path(page).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{what} {page:?} must be a relative path inside the folder, without '..'"
+                ))
+            })
+        };
+        let index = page("index_page", index_page)?;
+        let fallback = if fallback_page.is_empty() {
+            None
+        } else {
+            Some(page("fallback_page", fallback_page)?)
+        };
+        let route = FileRoute {
+            root,
+            fallback_is_index: fallback.as_ref() == Some(&index),
+            index_page: index,
+            fallback_page: fallback,
+            extensions: normalize_extensions("extensions", &extensions)?,
+            exclude_extensions: normalize_extensions("exclude_extensions", &exclude_extensions)?,
+            extra_lines: if cross_origin_isolation {
+                CROSS_ORIGIN_ISOLATION
+            } else {
+                b""
+            },
+        };
+        Ok(HttpFileRouter {
+            route: Arc::new(route),
+            path: path.to_string_lossy().into_owned(),
+            index_page: index_page.to_owned(),
+            fallback_page: fallback_page.to_owned(),
+            extensions,
+            exclude_extensions,
+            cross_origin_isolation,
+        })
+    }
+
+    /// The served folder, as given.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    #[getter]
+    fn index_page(&self) -> &str {
+        &self.index_page
+    }
+
+    #[getter]
+    fn fallback_page(&self) -> &str {
+        &self.fallback_page
+    }
+
+    #[getter]
+    fn extensions(&self) -> Vec<String> {
+        self.extensions.clone()
+    }
+
+    #[getter]
+    fn exclude_extensions(&self) -> Vec<String> {
+        self.exclude_extensions.clone()
+    }
+
+    #[getter]
+    fn cross_origin_isolation(&self) -> bool {
+        self.cross_origin_isolation
+    }
+
+    fn __repr__(&self) -> String {
+        format!("HttpFileRouter({:?})", self.path)
+    }
+}
