@@ -317,6 +317,7 @@ def test_dropped_deferred_response_gets_500(serve, make_router, fetch, caplog, w
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.concurrent_handlers
 def test_handlers_run_concurrently(serve, make_router, fetch) -> None:
     b_ran = threading.Event()
 

@@ -223,6 +223,7 @@ def test_stop_with_ten_idle_keepalive_connections_is_quick(serve, make_router, r
         assert bytes(c.buf) == b"", f"idle connection {i} got bytes: {bytes(c.buf)!r}"
 
 
+@pytest.mark.concurrent_handlers
 @pytest.mark.parametrize("grace", [0.5, 1.5])
 def test_stop_returns_within_grace_when_a_handler_hangs(
     serve, make_router, raw, build, grace
