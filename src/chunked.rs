@@ -92,6 +92,13 @@ impl ChunkedDecoder {
             let byte = input[0];
             input.advance(1);
             self.state = self.step(byte)?;
+            if let State::Data { remaining } = self.state {
+                // A chunk announced bigger than what the body may still hold is refused
+                // before its data is read, as an oversized Content-Length is.
+                if remaining > max_body.saturating_sub(body.len() as u64) {
+                    return Err(RequestError::new(413, "request body too large"));
+                }
+            }
             if self.state == State::Done {
                 return Ok(true);
             }
@@ -271,6 +278,13 @@ mod tests {
         let mut decoder = ChunkedDecoder::default();
         let mut buffer = BytesMut::from(&b"8\r\n12345678\r\n0\r\n\r\n"[..]);
         let error = decoder.decode(&mut buffer, &mut Vec::new(), 4).unwrap_err();
+        assert_eq!(error.status, 413);
+        // Refused on the size line alone, before any data.
+        let mut decoder = ChunkedDecoder::default();
+        let mut size_only = BytesMut::from(&b"ffffffff\r\n"[..]);
+        let error = decoder
+            .decode(&mut size_only, &mut Vec::new(), 4)
+            .unwrap_err();
         assert_eq!(error.status, 413);
     }
 

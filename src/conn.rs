@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -32,6 +32,8 @@ use crate::sendfile::send_file;
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
+/// Bodies up to this size are copied out of the read buffer instead of sharing it.
+const SHARE_BODY_THRESHOLD: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -277,7 +279,14 @@ impl Connection {
                         self.read_more_body().await?;
                     }
                 }
-                Ok(self.input.split_to(length).freeze())
+                // Small bodies are copied (see `parse_head`); large ones take the buffer along.
+                if length <= SHARE_BODY_THRESHOLD {
+                    let body = Bytes::copy_from_slice(&self.input[..length]);
+                    self.input.advance(length);
+                    Ok(body)
+                } else {
+                    Ok(self.input.split_to(length).freeze())
+                }
             }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::default();

@@ -7,7 +7,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::RequestError;
 use crate::limits::{Limits, MAX_HEADERS_CEILING};
@@ -188,7 +188,11 @@ pub fn parse_head(
             value: span32(value_start, value.len()),
         });
     }
-    let bytes = buffer.split_to(head_len).freeze();
+    // Copied out rather than split off: a split would share the connection's read buffer
+    // with the request for as long as Python holds it, and the next read would then have to
+    // allocate a fresh buffer. A head is small; the copy is cheaper than that allocation.
+    let bytes = Bytes::copy_from_slice(&buffer[..head_len]);
+    buffer.advance(head_len);
     let (path, query, asterisk) = split_target(&bytes, target_start, target_len, &method)?;
     let mut head = RequestHead {
         method,

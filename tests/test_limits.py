@@ -132,6 +132,17 @@ def test_chunked_body_over_limit_is_413(serve, ok_router, raw, build) -> None:
     _still_serving(raw, srv, build)
 
 
+def test_oversized_chunk_is_413_before_its_data(serve, ok_router, raw, build) -> None:
+    srv = serve({"/": ok_router}, max_body_size=1000)
+    c = raw(srv)
+    # Only the size line of a chunk far over the limit: the answer must not wait for data.
+    c.send(build("POST", "/", {"Transfer-Encoding": "chunked"}) + b"ffffffff\r\n")
+    r = c.read_response("POST", timeout=3)
+    assert r.status == 413
+    assert c.is_closed(timeout=3)
+    _still_serving(raw, srv, build)
+
+
 def test_expect_continue_with_oversized_body_gets_413_not_100(serve, ok_router, raw, build) -> None:
     srv = serve({"/": ok_router}, max_body_size=1000)
     c = raw(srv)
