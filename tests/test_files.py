@@ -416,7 +416,7 @@ def test_fifo_is_not_served(files: Callable[..., HttpServer], site: Path) -> Non
     assert r.status == 404
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; test_cli checks 403 with the capabilities dropped")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; test_cli checks 403")
 def test_unreadable_file_is_403(files: Callable[..., HttpServer], site: Path) -> None:
     (site / "locked.txt").write_text("x")
     (site / "locked.txt").chmod(0)

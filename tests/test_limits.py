@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import socket
 import time
 from typing import Any
 
@@ -217,6 +218,29 @@ def test_body_timeout_closes_connection(serve, ok_router, raw, build) -> None:
     if r is not None:
         assert r.status == 408
     assert c.is_closed(timeout=3)
+    _still_serving(raw, srv, build)
+
+
+def test_client_that_never_reads_is_dropped_after_write_timeout(
+    serve, make_router, raw, build, wait
+) -> None:
+    kept: list[Any] = []
+
+    def get(req: Any, res: Any) -> None:
+        if req.path == "/big":
+            kept.append(res)
+            # Far more than the socket buffers of both ends hold.
+            res.send_raw(200, b"x" * (64 * 1024 * 1024))
+        else:
+            res.send(200, "ok", "text/plain")
+
+    srv = serve({"/big": make_router(get=get), "/": make_router(get=get)}, write_timeout=0.5)
+    c = raw(srv)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send(build("GET", "/big"))
+    assert wait(lambda: bool(kept), 5)
+    # The client reads nothing: after write_timeout the server gives up on it.
+    assert wait(lambda: not kept[0].client.is_open, 8), "stalled connection still open"
     _still_serving(raw, srv, build)
 
 
