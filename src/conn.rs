@@ -116,7 +116,8 @@ impl Connection {
             };
             let close = self.dispatch(head, body);
             if close || self.pending.len() >= MAX_PIPELINED {
-                if !self.flush().await || close {
+                let open = self.flush().await;
+                if close || !open {
                     return Stop::Quietly;
                 }
             }

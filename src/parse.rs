@@ -173,7 +173,6 @@ pub fn parse_head(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
             value: span32(value_start, value.len()),
         });
     }
-    drop(request);
     let bytes = buffer.split_to(head_len).freeze();
     let (path, query, asterisk) = split_target(&bytes, target_start, target_len, &method)?;
     let mut head = RequestHead {
@@ -209,6 +208,9 @@ fn check_request_line_length(buffer: &[u8], max: usize) -> Result<(), RequestErr
     Ok(())
 }
 
+/// The path span, the query span, and whether the target is `*`.
+type SplitTarget = (Range<usize>, Option<Range<usize>>, bool);
+
 /// Splits the request-target into path and query (RFC 9112 §3.2): origin-form
 /// (`/path?query`), absolute-form (`http://host/path?query`, whose path is routed), and
 /// asterisk-form for `OPTIONS *`. Anything else, authority-form included, is a 400.
@@ -217,7 +219,7 @@ fn split_target(
     start: usize,
     len: usize,
     method: &Method,
-) -> Result<(Range<usize>, Option<Range<usize>>, bool), RequestError> {
+) -> Result<SplitTarget, RequestError> {
     let target = &bytes[start..start + len];
     if target == b"*" {
         if *method == Method::Options {

@@ -376,7 +376,7 @@ fn expiry_time(value: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
     } else {
         return Err(PyValueError::new_err("cookie expires must be a datetime, a Unix time or an HTTP date"));
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 253_402_300_799.0 {
+    if !seconds.is_finite() || !(0.0..=253_402_300_799.0).contains(&seconds) {
         return Err(PyValueError::new_err("cookie expires is out of range (1970 to 9999)"));
     }
     Ok(UNIX_EPOCH + Duration::from_secs(seconds as u64))

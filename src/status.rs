@@ -11,6 +11,7 @@ pub const MIN_STATUS: u16 = 100;
 pub const MAX_STATUS: u16 = 599;
 
 /// The registered reason phrase of `code`, or the generic one of its class.
+#[allow(clippy::match_overlapping_arm)] // the classes are the fallback for unregistered codes
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
         100 => "Continue",
