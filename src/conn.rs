@@ -315,7 +315,7 @@ impl Connection {
             persistence,
             cors_lines,
             allow: route.allow.clone(),
-            server_identifier: Arc::from(&**config.server_identifier.load_full()),
+            server_identifier: config.server_identifier.load_full(),
         };
         let job = Job { route: route.clone(), handler, context, reply };
         if self.engine.work.send(Work::Job(Box::new(job))).is_err() {
@@ -351,6 +351,13 @@ impl Connection {
                     }
                 }
             };
+            if self.output.is_empty() && self.pending.is_empty() {
+                // The only answer to write: from its own buffer, without a copy.
+                if self.write(&outgoing.bytes).await.is_err() {
+                    return false;
+                }
+                return !outgoing.close;
+            }
             self.output.extend_from_slice(&outgoing.bytes);
             if outgoing.close {
                 keep_open = false;

@@ -65,6 +65,6 @@ pub struct ReplyContext {
     pub cors_lines: Option<Arc<[u8]>>,
     /// The `Allow` value of the route, for a default handler's 405.
     pub allow: Arc<str>,
-    /// The server identifier at the time the request arrived.
-    pub server_identifier: Arc<str>,
+    /// The server identifier at the time the request arrived (shared, not copied, per request).
+    pub server_identifier: Arc<Box<str>>,
 }

@@ -87,7 +87,7 @@ impl HttpResponse {
         let Some(reply) = state.reply.take() else {
             return Err(PyRuntimeError::new_err("this response has already been sent"));
         };
-        let server = state.server_identifier.as_deref().unwrap_or(&self.context.server_identifier);
+        let server = state.server_identifier.as_deref().unwrap_or(&**self.context.server_identifier);
         let persistence = if close { Persistence::Close } else { self.context.persistence };
         let cors_lines = self.context.cors_lines.as_deref().unwrap_or_default();
         let defaults = ServerHeaders { server: server.as_bytes(), extra_lines: cors_lines, persistence };
@@ -177,6 +177,12 @@ fn body_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// `text/*` without a charset gets `; charset=utf-8`, since `send` encodes str as UTF-8.
 fn text_content_type(content_type: &str) -> Cow<'_, str> {
+    // The defaults and the commonest types, without a string built per response.
+    match content_type {
+        "text/html" => return Cow::Borrowed("text/html; charset=utf-8"),
+        "text/plain" => return Cow::Borrowed("text/plain; charset=utf-8"),
+        _ => {}
+    }
     let is_text = content_type.len() >= 5 && content_type[..5].eq_ignore_ascii_case("text/");
     if is_text && !content_type.to_ascii_lowercase().contains("charset") {
         Cow::Owned(format!("{content_type}; charset=utf-8"))
@@ -240,11 +246,14 @@ impl HttpResponse {
     fn send_raw(&self, py: Python<'_>, status_code: i64, data: Option<&Bound<'_, PyAny>>, content_type: &str) -> PyResult<()> {
         let status = check_status(status_code)?;
         check_content_type(content_type)?;
-        let body = match data {
-            Some(data) => body_bytes(data)?,
-            None => Vec::new(),
-        };
-        self.finish(py, status, content_type.as_bytes(), &body)
+        match data {
+            // bytes are immutable: encode straight from the object, without a copy first.
+            Some(data) => match data.cast::<PyBytes>() {
+                Ok(bytes) => self.finish(py, status, content_type.as_bytes(), bytes.as_bytes()),
+                Err(_) => self.finish(py, status, content_type.as_bytes(), &body_bytes(data)?),
+            },
+            None => self.finish(py, status, content_type.as_bytes(), b""),
+        }
     }
 
     /// Sends a str body, UTF-8 encoded.

@@ -62,7 +62,16 @@ ROUTE_PATHS = {
     "echo": "/echo",
     "static": "/static/file.bin",
 }
-ALL_SERVERS = ["godottpd", "granian", "socketify", "uvicorn", "http.server", "nginx"]
+ALL_SERVERS = [
+    "godottpd",
+    "godottpd-baseline",
+    "granian",
+    "socketify",
+    "uvicorn",
+    "http.server",
+    "nginx",
+]
+DEFAULT_SERVERS = [name for name in ALL_SERVERS if name != "godottpd-baseline"]
 PYTHON_PEERS = ["granian", "socketify", "uvicorn", "http.server"]
 
 
@@ -219,13 +228,13 @@ class Server:
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
 
 
-def build_server(name: str, static_dir: Path, tmp: Path) -> Server:
+def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None = None) -> Server:
     port = free_port()
     python = sys.executable
     env = {"BENCH_STATIC_DIR": str(static_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     server = Server(name=name, routes=list(ROUTES), port=port, env=env)
-    if name == "godottpd":
-        env["PYTHONPATH"] = str(REPO / "python")
+    if name in ("godottpd", "godottpd-baseline"):
+        env["PYTHONPATH"] = str(baseline if name == "godottpd-baseline" else REPO / "python")
         server.command = [python, str(SERVERS_DIR / "godottpd_app.py"), str(port), str(static_dir)]
     elif name == "granian":
         granian = [python, "-m", "granian"]
@@ -470,6 +479,8 @@ def parse_wrk(output: str) -> dict:
 
 def version_of(name: str) -> str:
     try:
+        if name == "godottpd-baseline":
+            return "another build (--baseline)"
         if name == "godottpd":
             code = "import godottpd; print(godottpd.__version__)"
             env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
@@ -594,6 +605,7 @@ def chart(results: dict, path: Path) -> None:
     axes = [axes] if len(routes) == 1 else list(axes)
     colors = {
         "godottpd": "#d62728",
+        "godottpd-baseline": "#ff9896",
         "granian": "#1f77b4",
         "socketify": "#2ca02c",
         "uvicorn": "#9467bd",
@@ -643,13 +655,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument(
         "--servers",
-        default=",".join(ALL_SERVERS),
-        help="comma-separated, of: " + ", ".join(ALL_SERVERS),
+        default=",".join(DEFAULT_SERVERS),
+        help="comma-separated, of: " + ", ".join(DEFAULT_SERVERS),
     )
     parser.add_argument(
         "--routes", default=",".join(ROUTES), help="comma-separated, of: " + ", ".join(ROUTES)
     )
     parser.add_argument("--no-install", action="store_true", help="skip pip/apt installs")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time 'godottpd-baseline': the godottpd package found in this directory "
+        "(a copy of python/ with another build of the extension), to compare two builds",
+    )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default benches/results)"
     )
@@ -669,6 +687,8 @@ def main() -> None:
     if not shutil.which("taskset"):
         sys.exit("taskset (util-linux) is needed")
 
+    if args.baseline and "godottpd-baseline" not in names:
+        names.insert(1, "godottpd-baseline")
     not_timed = {} if args.no_install else install(names)
     if args.no_install and not shutil.which("wrk"):
         sys.exit("wrk is not installed")
@@ -690,7 +710,7 @@ def main() -> None:
         for name in names:
             if name in not_timed:
                 continue
-            server = build_server(name, static_dir, tmp)
+            server = build_server(name, static_dir, tmp, args.baseline)
             server.routes = [r for r in server.routes if r in routes]
             start(server, tmp)
             if not server.failure:
