@@ -7,6 +7,7 @@
 //! Before the connection waits on the socket, everything pending is flushed.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,7 +239,7 @@ impl Connection {
         let defaults = self.server_headers(&identifier, persistence, extra_lines);
         let mut bytes = Vec::with_capacity(192 + body.len());
         encode_simple(&mut bytes, status, &defaults, headers, b"text/plain; charset=utf-8", body, head_only);
-        self.pending.push_back(Pending::Ready(Outgoing { bytes, close: persistence == Persistence::Close }));
+        self.pending.push_back(Pending::Ready(Outgoing { bytes, body: Bytes::new(), close: persistence == Persistence::Close }));
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
@@ -352,13 +353,14 @@ impl Connection {
                 }
             };
             if self.output.is_empty() && self.pending.is_empty() {
-                // The only answer to write: from its own buffer, without a copy.
-                if self.write(&outgoing.bytes).await.is_err() {
+                // The only answer to write: from its own buffers, without a copy.
+                if self.write_pair(&outgoing.bytes, &outgoing.body).await.is_err() {
                     return false;
                 }
                 return !outgoing.close;
             }
             self.output.extend_from_slice(&outgoing.bytes);
+            self.output.extend_from_slice(&outgoing.body);
             if outgoing.close {
                 keep_open = false;
                 self.pending.clear();
@@ -375,6 +377,23 @@ impl Connection {
             }
         }
         keep_open
+    }
+
+    /// Writes `head` then `body` (which may be empty), in one system call when the socket
+    /// takes both.
+    async fn write_pair(&mut self, head: &[u8], body: &[u8]) -> Result<(), ()> {
+        if body.is_empty() {
+            return self.write(head).await;
+        }
+        let mut written = 0;
+        while written < head.len() {
+            let slices = [IoSlice::new(&head[written..]), IoSlice::new(body)];
+            match timeout(self.engine.limits.write_timeout, self.stream.write_vectored(&slices)).await {
+                Ok(Ok(n)) if n > 0 => written += n,
+                _ => return Err(()),
+            }
+        }
+        self.write(&body[written - head.len()..]).await
     }
 
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.

@@ -582,6 +582,14 @@ def markdown(results: dict) -> str:
         f"Machine: {m['cpus']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, "
         f"Python {m['python']}, {m['wrk']}."
     )
+    load = meta.get("load_average")
+    if load:
+        lines.append("")
+        lines.append(
+            f"Load average (1 min) of the machine before and after the run: {load[0]}, {load[1]} "
+            "(other work shares it; on a quiet machine every figure is higher, the ratios "
+            "within one run are what compare)."
+        )
     notes = [f"{name}: {note}" for name, note in results["notes"].items() if note]
     if notes:
         lines.append("")
@@ -706,6 +714,7 @@ def main() -> None:
 
     servers: list[Server] = []
     raw: list[str] = []
+    load_before = os.getloadavg()[0]
     try:
         for name in names:
             if name in not_timed:
@@ -769,6 +778,7 @@ def main() -> None:
             "duration": args.duration,
             "warmup": args.warmup,
             "connections": args.connections,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "command": " ".join(["python", "benches/load/run.py", *sys.argv[1:]]),
         },
         "machine": machine(),
