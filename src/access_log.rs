@@ -53,7 +53,8 @@ pub fn measure(outgoing: &Outgoing) -> (u16, u64) {
         .unwrap_or(0);
     let head_len = memchr::memmem::find(bytes, b"\r\n\r\n").map_or(bytes.len(), |end| end + 4);
     let file_len = outgoing.file.as_ref().map_or(0, |file| file.len);
-    (status, (bytes.len() - head_len) as u64 + file_len)
+    let shared_len = outgoing.body.len() as u64;
+    (status, (bytes.len() - head_len) as u64 + shared_len + file_len)
 }
 
 /// The time in the Common Log Format, `10/Oct/2000:13:55:36 +0000`, rearranged from the
@@ -141,14 +142,12 @@ mod tests {
     fn measures_status_and_body() {
         let outgoing = Outgoing {
             bytes: b"HTTP/1.1 404 Not Found\r\nA: b\r\n\r\nNot found".to_vec(),
-            close: false,
-            file: None,
+            ..Outgoing::default()
         };
         assert_eq!(measure(&outgoing), (404, 9));
         let head_only = Outgoing {
             bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
-            close: false,
-            file: None,
+            ..Outgoing::default()
         };
         assert_eq!(measure(&head_only), (200, 0));
     }

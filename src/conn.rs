@@ -7,6 +7,7 @@
 //! Before the connection waits on the socket, everything pending is flushed.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,6 +344,7 @@ impl Connection {
         );
         let outgoing = Outgoing {
             bytes,
+            body: Bytes::new(),
             close: persistence == Persistence::Close,
             file: None,
         };
@@ -582,7 +584,19 @@ impl Connection {
                 }
             };
             self.record(request_line, &outgoing);
+            if outgoing.file.is_none() && self.output.is_empty() && self.pending.is_empty() {
+                // The only answer to write: from its own buffers, without a copy.
+                if self
+                    .write_pair(&outgoing.bytes, &outgoing.body)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                return !outgoing.close;
+            }
             self.output.extend_from_slice(&outgoing.bytes);
+            self.output.extend_from_slice(&outgoing.body);
             if let Some(body) = &outgoing.file {
                 if !self.write_output().await {
                     return false;
@@ -630,6 +644,7 @@ impl Connection {
         );
         Outgoing {
             bytes,
+            body: Bytes::new(),
             close: true,
             file: None,
         }
@@ -674,6 +689,28 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Writes `head` then `body` (which may be empty), in one system call when the socket
+    /// takes both.
+    async fn write_pair(&mut self, head: &[u8], body: &[u8]) -> Result<(), ()> {
+        if body.is_empty() {
+            return self.write(head).await;
+        }
+        let mut written = 0;
+        while written < head.len() {
+            let slices = [IoSlice::new(&head[written..]), IoSlice::new(body)];
+            match timeout(
+                self.engine.limits.write_timeout,
+                self.stream.write_vectored(&slices),
+            )
+            .await
+            {
+                Ok(Ok(n)) if n > 0 => written += n,
+                _ => return Err(()),
+            }
+        }
+        self.write(&body[written - head.len()..]).await
     }
 
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.

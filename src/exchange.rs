@@ -55,8 +55,11 @@ pub struct RequestData {
 /// The encoded response for one request, handed back to its connection.
 #[derive(Debug, Default)]
 pub struct Outgoing {
-    /// Head and (unless HEAD) body, ready for the socket.
+    /// Head and (unless HEAD, or in `body`) body, ready for the socket.
     pub bytes: Vec<u8>,
+    /// A large body shared with its Python `bytes` object rather than copied: written right
+    /// after `bytes`. Empty otherwise.
+    pub body: Bytes,
     /// The connection closes after these bytes.
     pub close: bool,
     /// A body streamed from a file after `bytes` (which then hold only the head).

@@ -9,8 +9,10 @@ use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString};
 
@@ -21,6 +23,25 @@ use crate::logging::log_warning;
 use crate::request::Client;
 use crate::status::{forbids_body, MAX_STATUS};
 use crate::token::{is_field_value, is_token, list_contains, trim_ows};
+
+/// Bodies at least this large, given as `bytes`, are sent from the object itself (kept alive
+/// until written) instead of being copied; below it a copy is cheaper than the bookkeeping.
+const SHARE_BODY_MIN: usize = 16 * 1024;
+
+/// A response body: borrowed for the time of encoding (then copied), or shared.
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Bytes),
+}
+
+impl Body<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        }
+    }
+}
 
 struct State {
     reply: Option<ReplySender>,
@@ -65,12 +86,24 @@ impl HttpResponse {
         content_type: &[u8],
         body: &[u8],
     ) -> PyResult<()> {
+        self.finish_body(py, status, content_type, Body::Borrowed(body))
+    }
+
+    fn finish_body(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        content_type: &[u8],
+        body: Body<'_>,
+    ) -> PyResult<()> {
+        let shared = matches!(body, Body::Shared(_));
+        let body_slice = body.as_slice();
         if self.is_sent() {
             return Err(PyRuntimeError::new_err(
                 "this response has already been sent",
             ));
         }
-        let mut bytes = Vec::with_capacity(256 + body.len());
+        let mut bytes = Vec::with_capacity(256 + if shared { 0 } else { body_slice.len() });
         let mut close = self.context.persistence == Persistence::Close
             || self.context.connection.server_stopping();
         let mut head = HeadEncoder::new(&mut bytes, status);
@@ -107,7 +140,7 @@ impl HttpResponse {
         let server = state
             .server_identifier
             .as_deref()
-            .unwrap_or(&self.context.server_identifier);
+            .unwrap_or(&**self.context.server_identifier);
         let persistence = if close {
             Persistence::Close
         } else {
@@ -119,14 +152,19 @@ impl HttpResponse {
             extra_lines: cors_lines,
             persistence,
         };
-        head.finish(&defaults, content_type, body.len() as u64);
+        head.finish(&defaults, content_type, body_slice.len() as u64);
+        let mut shared_body = Bytes::new();
         if !self.context.head_only && !forbids_body(status) {
-            bytes.extend_from_slice(body);
+            match body {
+                Body::Borrowed(body) => bytes.extend_from_slice(body),
+                Body::Shared(body) => shared_body = body,
+            }
         }
         drop(state);
         // The connection may have gone away meanwhile; then there is nobody to tell.
         let _ = reply.send(Outgoing {
             bytes,
+            body: shared_body,
             close: persistence == Persistence::Close,
             file: None,
         });
@@ -321,11 +359,20 @@ impl HttpResponse {
     ) -> PyResult<()> {
         let status = check_status(status_code)?;
         check_content_type(content_type)?;
-        let body = match data {
-            Some(data) => body_bytes(data)?,
-            None => Vec::new(),
-        };
-        self.finish(py, status, content_type.as_bytes(), &body)
+        match data {
+            // bytes are immutable: encode straight from the object, without a copy first.
+            Some(data) => match data.cast::<PyBytes>() {
+                Ok(bytes) if bytes.as_bytes().len() >= SHARE_BODY_MIN => {
+                    // Kept alive by the connection until written; its reference is released
+                    // at the handler thread's next attach (PyO3's deferred reference pool).
+                    let shared = Bytes::from_owner(PyBackedBytes::from(bytes.clone()));
+                    self.finish_body(py, status, content_type.as_bytes(), Body::Shared(shared))
+                }
+                Ok(bytes) => self.finish(py, status, content_type.as_bytes(), bytes.as_bytes()),
+                Err(_) => self.finish(py, status, content_type.as_bytes(), &body_bytes(data)?),
+            },
+            None => self.finish(py, status, content_type.as_bytes(), b""),
+        }
     }
 
     /// Sends a str body, UTF-8 encoded.
@@ -505,7 +552,7 @@ fn expiry_time(value: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
             "cookie expires must be a datetime, a Unix time or an HTTP date",
         ));
     };
-    if !(0.0..=253_402_300_799.0).contains(&seconds) {
+    if !seconds.is_finite() || !(0.0..=253_402_300_799.0).contains(&seconds) {
         return Err(PyValueError::new_err(
             "cookie expires is out of range (1970 to 9999)",
         ));

@@ -166,6 +166,7 @@ impl<'a> Reply<'a> {
     fn outgoing(&self, bytes: Vec<u8>, file: Option<FileBody>) -> Outgoing {
         Outgoing {
             bytes,
+            body: bytes::Bytes::new(),
             close: self.request.persistence == Persistence::Close,
             file,
         }

@@ -1,0 +1,57 @@
+"""The godottpd server of the load benchmark: the four routes, through the public API.
+
+Usage: python godottpd_app.py PORT STATIC_DIR
+"""
+
+import sys
+from pathlib import Path
+
+import godottpd
+from godottpd import HttpRouter, HttpServer
+
+PLAINTEXT = "Hello, World!"
+
+
+class Plaintext(HttpRouter):
+    def handle_get(self, request, response):
+        response.send(200, PLAINTEXT, "text/plain")
+
+
+class Json(HttpRouter):
+    def handle_get(self, request, response):
+        response.json(200, {"message": "Hello, World!"})
+
+
+class Echo(HttpRouter):
+    def handle_post(self, request, response):
+        response.send_raw(200, request.body, "application/octet-stream")
+
+
+class StaticFile(HttpRouter):
+    """Serves one file read once at startup (until the Rust file router lands)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def handle_get(self, request, response):
+        response.send_raw(200, self.data, "application/octet-stream")
+
+
+def main():
+    port, static_dir = int(sys.argv[1]), Path(sys.argv[2])
+    server = HttpServer(port=port, bind_address="127.0.0.1")
+    server.register_router("/plaintext", Plaintext())
+    server.register_router("/json", Json())
+    server.register_router("/echo", Echo())
+    if hasattr(godottpd, "HttpFileRouter"):
+        server.register_router("/static", godottpd.HttpFileRouter(str(static_dir)))
+        print("static: HttpFileRouter", flush=True)
+    else:
+        data = (static_dir / "file.bin").read_bytes()
+        server.register_router("/static/file.bin", StaticFile(data))
+        print("static: Python handler", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The granian (RSGI) server of the load benchmark. Run by granian --interface rsgi.
+
+The static file's directory comes from the BENCH_STATIC_DIR environment variable.
+"""
+
+import json
+import os
+from pathlib import Path
+
+STATIC = (Path(os.environ["BENCH_STATIC_DIR"]) / "file.bin").read_bytes()
+TEXT = [("content-type", "text/plain; charset=utf-8")]
+JSON = [("content-type", "application/json")]
+BINARY = [("content-type", "application/octet-stream")]
+
+
+async def app(scope, proto):
+    path, method = scope.path, scope.method
+    if path == "/plaintext" and method == "GET":
+        proto.response_bytes(200, TEXT, b"Hello, World!")
+    elif path == "/json" and method == "GET":
+        proto.response_bytes(200, JSON, json.dumps({"message": "Hello, World!"}).encode())
+    elif path == "/echo" and method == "POST":
+        body = await proto()
+        proto.response_bytes(200, BINARY, body)
+    elif path == "/static/file.bin" and method == "GET":
+        proto.response_bytes(200, BINARY, STATIC)
+    else:
+        proto.response_bytes(404, TEXT, b"Not found")
