@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -400,3 +401,45 @@ def test_poll_runs_every_waiting_request(serve, make_router, fetch) -> None:
     assert sorted(ran) == ["0", "1", "2"]
     assert {k: v.body for k, v in results.items()} == {"0": b"0", "1": b"1", "2": b"2"}
     assert srv.poll() == 0
+
+
+# --------------------------------------------------------------------------- #
+# Changes while running
+# --------------------------------------------------------------------------- #
+
+
+def test_routes_and_identifier_can_change_while_running(serve, make_router, fetch) -> None:
+    srv = serve()
+    assert fetch(srv, "GET", "/late").status == 404
+    srv.register_router("/late", make_router(get=lambda req, res: res.send(200, "late")))
+    srv.server_identifier = "Changed/1"
+    r = fetch(srv, "GET", "/late")
+    assert (r.status, r.body, r.headers["Server"]) == (200, b"late", "Changed/1")
+    srv.enable_cors(["https://a.example"])
+    r = fetch(srv, "GET", "/late", headers={"Origin": "https://a.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://a.example"
+
+
+def test_port_cannot_change_while_running(serve) -> None:
+    srv = serve()
+    with pytest.raises(RuntimeError):
+        srv.port = 1234
+    with pytest.raises(RuntimeError):
+        srv.bind_address = "0.0.0.0"
+
+
+def test_dropping_a_running_server_releases_its_port(make_router, fetch) -> None:
+    srv = HttpServer(port=0, bind_address=HOST)
+    srv.register_router("/", make_router(get=lambda req, res: res.send(200, "ok")))
+    srv.start()
+    port = srv.port
+    assert fetch(port, "GET", "/").status == 200
+    del srv
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while not _refused(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _refused(port), "a dropped server still accepts connections"
+    again = HttpServer(port=port, bind_address=HOST)
+    again.start()
+    again.stop()
