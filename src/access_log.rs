@@ -54,7 +54,10 @@ pub fn measure(outgoing: &Outgoing) -> (u16, u64) {
     let head_len = memchr::memmem::find(bytes, b"\r\n\r\n").map_or(bytes.len(), |end| end + 4);
     let file_len = outgoing.file.as_ref().map_or(0, |file| file.len);
     let shared_len = outgoing.body.len() as u64;
-    (status, (bytes.len() - head_len) as u64 + shared_len + file_len)
+    (
+        status,
+        (bytes.len() - head_len) as u64 + shared_len + file_len,
+    )
 }
 
 /// The time in the Common Log Format, `10/Oct/2000:13:55:36 +0000`, rearranged from the

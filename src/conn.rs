@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::access_log::{self, AccessEvent, AccessRecord};
 use crate::chunked::ChunkedDecoder;
@@ -73,6 +75,13 @@ struct Connection {
     served_any: bool,
     /// When the head being received must be complete.
     head_deadline: Option<Instant>,
+    /// When the last answer was written (or the connection accepted): idle time counts
+    /// from here.
+    last_activity: Instant,
+    /// The connection's one timer, for the idle and header timeouts (see `read_head`).
+    timer: Pin<Box<Sleep>>,
+    /// Completes when the server starts stopping; an idle connection then closes at once.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The peer sent EOF (or the socket failed) while a handler was working.
     peer_closed: bool,
 }
@@ -81,6 +90,12 @@ struct Connection {
 pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
     let _ = stream.set_nodelay(true);
     let info = Arc::new(ConnectionInfo::new(peer, engine.stopping.clone()));
+    let horizon = engine
+        .limits
+        .keepalive_timeout
+        .min(engine.limits.header_timeout);
+    let timer = Box::pin(tokio::time::sleep(horizon));
+    let shutdown = Box::pin(engine.shutdown.clone().cancelled_owned());
     let mut connection = Connection {
         stream,
         input: BytesMut::with_capacity(READ_CHUNK),
@@ -91,6 +106,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
         info: info.clone(),
         served_any: false,
         head_deadline: None,
+        last_activity: Instant::now(),
+        timer,
+        shutdown,
         peer_closed: false,
     };
     if let Stop::Refuse(error) = connection.run().await {
@@ -184,45 +202,73 @@ impl Connection {
     }
 
     /// Reads more of a request head (or waits for the next request on an idle connection).
+    ///
+    /// The connection keeps one timer for its whole life instead of one per read, re-armed
+    /// only when it fires. It may fire early, never late: it is always armed at most
+    /// `min(keepalive_timeout, header_timeout)` ahead, and every deadline is set at least that
+    /// far ahead of the moment it is set. So a busy keep-alive connection pays no timer
+    /// registration per request, only a wake-up every few seconds.
     async fn read_head(&mut self) -> Result<(), Stop> {
-        let limits = &self.engine.limits;
-        if self.input.is_empty() && self.head_deadline.is_none() {
-            // Idle between requests: wait for the first byte, or shutdown, or the idle timeout.
-            let idle = if self.served_any {
-                limits.keepalive_timeout
-            } else {
-                limits.header_timeout
-            };
-            let mut shutdown = self.engine.shutdown.clone();
-            if *shutdown.borrow() {
-                return Err(Stop::Quietly);
-            }
-            self.input.reserve(READ_CHUNK);
-            let read = tokio::select! {
-                read = timeout(idle, self.stream.read_buf(&mut self.input)) => read,
-                _ = shutdown.changed() => return Err(Stop::Quietly),
-            };
-            return match read {
-                Ok(Ok(n)) if n > 0 => {
-                    self.head_deadline = Some(Instant::now() + limits.header_timeout);
-                    Ok(())
-                }
-                _ => Err(Stop::Quietly),
-            };
+        let idle = self.input.is_empty() && self.head_deadline.is_none();
+        if idle && self.engine.is_shutting_down() {
+            return Err(Stop::Quietly);
         }
-        // Part of a head is here: the rest must come before the deadline set at its first
-        // byte, however slowly it trickles in (a slowloris client gets 408, not a slot).
-        let deadline = *self
-            .head_deadline
-            .get_or_insert_with(|| Instant::now() + limits.header_timeout);
-        self.input.reserve(READ_CHUNK);
-        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
-            Err(_) => Err(Stop::Refuse(RequestError::new(
-                408,
-                "request header section not received in time",
-            ))),
-            Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
-            Ok(Ok(_)) => Ok(()),
+        loop {
+            self.input.reserve(READ_CHUNK);
+            tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.input) => {
+                    return match read {
+                        Ok(n) if n > 0 => {
+                            if self.head_deadline.is_none() {
+                                self.start_head_deadline();
+                            }
+                            Ok(())
+                        }
+                        _ => Err(Stop::Quietly),
+                    };
+                }
+                () = self.timer.as_mut() => {
+                    let deadline = self.current_deadline();
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(match self.head_deadline {
+                            // Part of a head is here, and the rest did not come in time,
+                            // however slowly it trickled (a slowloris client gets 408).
+                            Some(_) => Stop::Refuse(RequestError::new(
+                                408,
+                                "request header section not received in time",
+                            )),
+                            None => Stop::Quietly,
+                        });
+                    }
+                    let rearm = deadline.min(now + self.timer_horizon());
+                    self.timer.as_mut().reset(rearm);
+                }
+                () = self.shutdown.as_mut(), if idle => return Err(Stop::Quietly),
+            }
+        }
+    }
+
+    /// The first byte of a head arrived: it must be complete within `header_timeout` (the
+    /// timer is already armed no later than that, see `read_head`).
+    fn start_head_deadline(&mut self) {
+        self.head_deadline = Some(Instant::now() + self.engine.limits.header_timeout);
+    }
+
+    /// How far ahead the timer is ever armed.
+    fn timer_horizon(&self) -> Duration {
+        let limits = &self.engine.limits;
+        limits.keepalive_timeout.min(limits.header_timeout)
+    }
+
+    /// When the connection gives up waiting: the head's deadline while one is arriving,
+    /// else the idle timeout counted from the last answer (or from the accept).
+    fn current_deadline(&self) -> Instant {
+        match self.head_deadline {
+            Some(deadline) => deadline,
+            None if self.served_any => self.last_activity + self.engine.limits.keepalive_timeout,
+            None => self.last_activity + self.engine.limits.header_timeout,
         }
     }
 
@@ -614,7 +660,9 @@ impl Connection {
                 break;
             }
         }
-        self.write_output().await && keep_open
+        let written = self.write_output().await;
+        self.last_activity = Instant::now();
+        written && keep_open
     }
 
     /// Writes the buffered answers; `false` when the connection must close.

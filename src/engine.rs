@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessEvent;
 use crate::cors::Cors;
@@ -48,7 +49,8 @@ pub struct Engine {
     pub config: Arc<LiveConfig>,
     /// Where jobs for Python handlers go.
     pub work: Sender<Work>,
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the server starts stopping: accept loops end, idle connections close.
+    pub shutdown: CancellationToken,
     /// Where finished responses are recorded, when `access_log=True`.
     pub access_log: Option<Sender<AccessEvent>>,
     open_connections: AtomicUsize,
@@ -66,7 +68,7 @@ impl Engine {
         limits: Limits,
         config: Arc<LiveConfig>,
         work: Sender<Work>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
         access_log: Option<Sender<AccessEvent>>,
     ) -> Self {
         Engine {

@@ -60,11 +60,11 @@ pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> 
 
 /// Accepts connections until shutdown; each gets its own task.
 pub async fn accept_loop(listener: TcpListener, engine: Arc<Engine>) {
-    let mut shutdown = engine.shutdown.clone();
+    let shutdown = engine.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
+            () = shutdown.cancelled() => return,
         };
         match accepted {
             Ok((stream, peer)) => match engine.admit() {

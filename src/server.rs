@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use tokio::sync::watch;
 
 use crate::access_log::{log_thread, AccessEvent};
 use crate::cors::Cors;
@@ -34,7 +33,7 @@ struct Running {
     /// `None` in inline mode, where the loop thread owns the runtime.
     runtime: Option<tokio::runtime::Runtime>,
     engine: Arc<Engine>,
-    shutdown: watch::Sender<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
     handlers: Option<HandlerPool>,
     /// In poll mode, where `poll()` takes jobs from.
     jobs: Option<Arc<Mutex<Receiver<Work>>>>,
@@ -385,7 +384,7 @@ impl HttpServer {
             })?
         };
         let (work, jobs) = channel();
-        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let access_log = if self.access_log {
             let (sender, records) = channel();
             let thread = std::thread::Builder::new()
@@ -403,7 +402,7 @@ impl HttpServer {
             self.limits.clone(),
             self.config.clone(),
             work,
-            shutdown_receiver,
+            shutdown.clone(),
             log_sender,
         );
         let job_signal = Arc::new(tokio::sync::Notify::new());
@@ -457,7 +456,7 @@ impl HttpServer {
             .stopping
             .store(true, std::sync::atomic::Ordering::Release);
         stop_accepting(listener_fd);
-        let _ = shutdown.send(true);
+        shutdown.cancel();
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         self.drain(py, &engine, jobs.as_ref());
         if let Some(runtime) = runtime {
@@ -559,7 +558,7 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         let running = self.running.get_mut().map(Option::take).unwrap_or(None);
         if let Some(running) = running {
-            let _ = running.shutdown.send(true);
+            running.shutdown.cancel();
             if let Some(runtime) = running.runtime {
                 runtime.shutdown_background();
             }
