@@ -75,8 +75,8 @@ struct Connection {
     served_any: bool,
     /// When the head being received must be complete.
     head_deadline: Option<Instant>,
-    /// When the last answer was written (or the connection accepted): idle time counts
-    /// from here.
+    /// When the connection last became idle (everything answered, nothing received):
+    /// the idle timeout counts from here.
     last_activity: Instant,
     /// The connection's one timer, for the idle and header timeouts (see `read_head`).
     timer: Pin<Box<Sleep>>,
@@ -210,8 +210,12 @@ impl Connection {
     /// registration per request, only a wake-up every few seconds.
     async fn read_head(&mut self) -> Result<(), Stop> {
         let idle = self.input.is_empty() && self.head_deadline.is_none();
-        if idle && self.engine.is_shutting_down() {
-            return Err(Stop::Quietly);
+        if idle {
+            if self.engine.is_shutting_down() {
+                return Err(Stop::Quietly);
+            }
+            // Everything is answered: the idle time counts from now.
+            self.last_activity = Instant::now();
         }
         loop {
             self.input.reserve(READ_CHUNK);
@@ -660,9 +664,7 @@ impl Connection {
                 break;
             }
         }
-        let written = self.write_output().await;
-        self.last_activity = Instant::now();
-        written && keep_open
+        self.write_output().await && keep_open
     }
 
     /// Writes the buffered answers; `false` when the connection must close.

@@ -244,6 +244,21 @@ def test_client_that_never_reads_is_dropped_after_write_timeout(
     _still_serving(raw, srv, build)
 
 
+def test_busy_connection_outlives_keepalive_timeout(serve, ok_router, raw, build) -> None:
+    # The idle timeout counts from the last answer, not from the accept: a connection that
+    # keeps asking, one request at a time, is never idle long enough to be closed.
+    srv = serve({"/": ok_router}, keepalive_timeout=0.3, header_timeout=0.3)
+    c = raw(srv)
+    deadline = time.monotonic() + 1.5
+    answered = 0
+    while time.monotonic() < deadline:
+        assert c.request(build("GET", "/")).status == 200
+        answered += 1
+        time.sleep(0.05)
+    assert answered > 10
+    assert not c.is_closed(timeout=0.05)
+
+
 def test_keepalive_timeout_closes_idle_connection(serve, ok_router, raw, build) -> None:
     srv = serve({"/": ok_router}, keepalive_timeout=0.5)
     c = raw(srv)
