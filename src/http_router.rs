@@ -87,81 +87,39 @@ impl PyRoute {
 #[pyclass(subclass, module = "godottpd._godottpd")]
 pub struct HttpRouter;
 
-#[pymethods]
-impl HttpRouter {
-    #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        HttpRouter
-    }
+/// The seven default handlers are one and the same: answer 405 with the route's `Allow`.
+/// (`#[pymethods]` sees the block after this macro has written it out.)
+macro_rules! default_handlers {
+    ($($handler:ident),+) => {
+        #[pymethods]
+        impl HttpRouter {
+            #[new]
+            #[pyo3(signature = (*_args, **_kwargs))]
+            fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+                HttpRouter
+            }
 
-    fn handle_get(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_head(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_post(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_put(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_patch(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_delete(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
-
-    fn handle_options(
-        &self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-        response: &Bound<'_, HttpResponse>,
-    ) -> PyResult<()> {
-        let _ = request;
-        response.get().send_method_not_allowed(py)
-    }
+            $(
+                fn $handler(
+                    &self,
+                    py: Python<'_>,
+                    request: &Bound<'_, PyAny>,
+                    response: &Bound<'_, HttpResponse>,
+                ) -> PyResult<()> {
+                    let _ = request;
+                    response.get().send_method_not_allowed(py)
+                }
+            )+
+        }
+    };
 }
+
+default_handlers!(
+    handle_get,
+    handle_head,
+    handle_post,
+    handle_put,
+    handle_patch,
+    handle_delete,
+    handle_options
+);

@@ -13,6 +13,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
+use crate::type_name::type_name;
+
 /// Deeper nesting than this is taken for a cycle.
 const MAX_DEPTH: usize = 255;
 
@@ -100,11 +102,7 @@ impl Serialize for Value<'_, '_> {
             }
             return seq.end();
         }
-        let type_name = object
-            .get_type()
-            .name()
-            .map(|name| name.to_string())
-            .unwrap_or_default();
+        let type_name = type_name(object);
         Err(self.fail(PyTypeError::new_err(format!(
             "Object of type {type_name} is not JSON serializable"
         ))))
@@ -125,11 +123,7 @@ fn json_key(key: &Bound<'_, PyAny>) -> PyResult<String> {
     if key.is_instance_of::<PyInt>() || key.is_instance_of::<PyFloat>() {
         return Ok(key.str()?.to_cow()?.into_owned());
     }
-    let type_name = key
-        .get_type()
-        .name()
-        .map(|name| name.to_string())
-        .unwrap_or_default();
+    let type_name = type_name(key);
     Err(PyTypeError::new_err(format!(
         "keys must be str, int, float, bool or None, not {type_name}"
     )))

@@ -33,6 +33,7 @@ pub mod sendfile;
 pub mod server;
 pub mod status;
 pub mod token;
+pub mod type_name;
 
 #[pyo3::pymodule]
 mod _godottpd {

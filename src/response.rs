@@ -23,6 +23,7 @@ use crate::logging::log_warning;
 use crate::request::Client;
 use crate::status::{forbids_body, MAX_STATUS};
 use crate::token::{is_field_value, is_token, list_contains, trim_ows};
+use crate::type_name::type_name;
 
 /// Bodies at least this large, given as `bytes`, are sent from the object itself (kept alive
 /// until written) instead of being copied; below it a copy is cheaper than the bookkeeping.
@@ -215,11 +216,7 @@ fn header_text(object: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     if object.is_instance_of::<PyInt>() || object.is_instance_of::<PyFloat>() {
         return Ok(object.str()?.to_cow()?.into_owned());
     }
-    let type_name = object
-        .get_type()
-        .name()
-        .map(|name| name.to_string())
-        .unwrap_or_default();
+    let type_name = type_name(object);
     Err(PyTypeError::new_err(format!(
         "{what} must be a str, not {type_name}"
     )))
@@ -259,11 +256,7 @@ fn body_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         let copied = data.call_method0("tobytes")?;
         return Ok(copied.cast::<PyBytes>()?.as_bytes().to_vec());
     }
-    let type_name = data
-        .get_type()
-        .name()
-        .map(|name| name.to_string())
-        .unwrap_or_default();
+    let type_name = type_name(data);
     Err(PyTypeError::new_err(format!(
         "data must be bytes, bytearray or memoryview, not {type_name}"
     )))
@@ -391,11 +384,7 @@ impl HttpResponse {
             Some(data) => data
                 .cast::<PyString>()
                 .map_err(|_| {
-                    let type_name = data
-                        .get_type()
-                        .name()
-                        .map(|name| name.to_string())
-                        .unwrap_or_default();
+                    let type_name = type_name(data);
                     PyTypeError::new_err(format!(
                         "data must be a str, not {type_name} (use send_raw for bytes)"
                     ))
@@ -410,11 +399,7 @@ impl HttpResponse {
     fn json(&self, py: Python<'_>, status_code: i64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let status = check_status(status_code)?;
         if !data.is_instance_of::<PyDict>() && !data.is_instance_of::<PyList>() {
-            let type_name = data
-                .get_type()
-                .name()
-                .map(|name| name.to_string())
-                .unwrap_or_default();
+            let type_name = type_name(data);
             return Err(PyTypeError::new_err(format!(
                 "json() takes a dict or a list, not {type_name}"
             )));

@@ -18,6 +18,7 @@ use crate::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::listener::{accept_loop, bind};
 use crate::router::Pattern;
 use crate::token::is_field_value;
+use crate::type_name::type_name;
 
 /// How often a blocking call wakes up to let Ctrl-C through.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -295,11 +296,7 @@ impl HttpServer {
         }
         let route = PyRoute::inspect(router)?;
         if !route.handles_any() && !router.is_instance_of::<HttpRouter>() {
-            let type_name = router
-                .get_type()
-                .name()
-                .map(|name| name.to_string())
-                .unwrap_or_default();
+            let type_name = type_name(router);
             return Err(PyTypeError::new_err(format!(
                 "router must be an HttpRouter or have handle_* methods; {type_name} has none"
             )));
