@@ -239,7 +239,8 @@ impl Connection {
         let defaults = self.server_headers(&identifier, persistence, extra_lines);
         let mut bytes = Vec::with_capacity(192 + body.len());
         encode_simple(&mut bytes, status, &defaults, headers, b"text/plain; charset=utf-8", body, head_only);
-        self.pending.push_back(Pending::Ready(Outgoing { bytes, body: Bytes::new(), close: persistence == Persistence::Close }));
+        let close = persistence == Persistence::Close;
+        self.pending.push_back(Pending::Ready(Outgoing { bytes, body: Bytes::new(), close }));
     }
 
     /// Queues the error answer for a refused request; the connection then closes.

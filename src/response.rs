@@ -8,8 +8,8 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use bytes::Bytes;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
@@ -287,7 +287,16 @@ impl HttpResponse {
                     self.finish_body(py, status, content_type.as_bytes(), Body::Shared(shared))
                 }
                 Ok(bytes) => self.finish(py, status, content_type.as_bytes(), bytes.as_bytes()),
-                Err(_) => self.finish(py, status, content_type.as_bytes(), &body_bytes(data)?),
+                Err(_) => {
+                    // bytearray and memoryview are copied once (they may change after the
+                    // call); a large copy is then handed over as it is, not copied again.
+                    let copied = body_bytes(data)?;
+                    if copied.len() >= SHARE_BODY_MIN {
+                        self.finish_body(py, status, content_type.as_bytes(), Body::Shared(Bytes::from(copied)))
+                    } else {
+                        self.finish(py, status, content_type.as_bytes(), &copied)
+                    }
+                }
             },
             None => self.finish(py, status, content_type.as_bytes(), b""),
         }

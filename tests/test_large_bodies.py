@@ -41,3 +41,10 @@ def test_large_body_of_a_deferred_response(serve, make_router, raw) -> None:
     server = serve({"/big": make_router(get=later)})
     response = raw(server).request(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.body == BIG
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_large_bytes_like_body(serve, make_router, raw, kind) -> None:
+    server = serve({"/big": make_router(get=lambda q, s: s.send_raw(200, kind(BIG)))})
+    response = raw(server).request(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.body == BIG
