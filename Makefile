@@ -1,7 +1,7 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python soak lint format bench
+.PHONY: install test test-rust test-python soak lint format bench bench-load
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -36,3 +36,9 @@ format:
 
 bench:
 	cargo bench --bench core
+
+# The load benchmark against Python servers and nginx (installs wrk, nginx and the peers).
+bench-load:
+	cargo build --release
+	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
+	$(PYTHON) benches/load/run.py

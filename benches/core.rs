@@ -16,7 +16,7 @@ use godottpd::limits::Limits;
 use godottpd::parse::parse_head;
 use godottpd::router::{Pattern, RequestPath, RouteTable};
 
-/// A request as a desktop browser sends it: 15 header fields, about 900 bytes.
+/// A request as a desktop browser sends it: 15 header fields, about 700 bytes.
 const BROWSER_REQUEST: &[u8] = b"GET /api/v1/users/42/posts?page=2&sort=desc HTTP/1.1\r\n\
 Host: www.example.com\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\

@@ -362,7 +362,21 @@ impl HttpResponse {
                     self.finish_body(py, status, content_type.as_bytes(), Body::Shared(shared))
                 }
                 Ok(bytes) => self.finish(py, status, content_type.as_bytes(), bytes.as_bytes()),
-                Err(_) => self.finish(py, status, content_type.as_bytes(), &body_bytes(data)?),
+                Err(_) => {
+                    // bytearray and memoryview are copied once (they may change after the
+                    // call); a large copy is then handed over as it is, not copied again.
+                    let copied = body_bytes(data)?;
+                    if copied.len() >= SHARE_BODY_MIN {
+                        self.finish_body(
+                            py,
+                            status,
+                            content_type.as_bytes(),
+                            Body::Shared(Bytes::from(copied)),
+                        )
+                    } else {
+                        self.finish(py, status, content_type.as_bytes(), &copied)
+                    }
+                }
             },
             None => self.finish(py, status, content_type.as_bytes(), b""),
         }

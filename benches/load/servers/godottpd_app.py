@@ -43,13 +43,19 @@ def main():
     server.register_router("/plaintext", Plaintext())
     server.register_router("/json", Json())
     server.register_router("/echo", Echo())
+    file_router = None
     if hasattr(godottpd, "HttpFileRouter"):
-        server.register_router("/static", godottpd.HttpFileRouter(str(static_dir)))
-        print("static: HttpFileRouter", flush=True)
+        try:
+            file_router = godottpd.HttpFileRouter(str(static_dir))
+        except (TypeError, ValueError) as error:  # an API other than GodotTPD's
+            print(f"static: HttpFileRouter refused ({error}); Python handler", flush=True)
+    if file_router is not None:
+        server.register_router("/static", file_router)
+        print("static: HttpFileRouter (Rust)", flush=True)
     else:
         data = (static_dir / "file.bin").read_bytes()
         server.register_router("/static/file.bin", StaticFile(data))
-        print("static: Python handler", flush=True)
+        print("static: Python handler, file read once at startup", flush=True)
     server.serve_forever()
 
 
