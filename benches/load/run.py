@@ -64,6 +64,7 @@ ROUTE_PATHS = {
 }
 ALL_SERVERS = [
     "godottpd",
+    "godottpd-inline",
     "godottpd-baseline",
     "granian",
     "socketify",
@@ -233,8 +234,11 @@ def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None =
     python = sys.executable
     env = {"BENCH_STATIC_DIR": str(static_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     server = Server(name=name, routes=list(ROUTES), port=port, env=env)
-    if name in ("godottpd", "godottpd-baseline"):
+    if name in ("godottpd", "godottpd-inline", "godottpd-baseline"):
         env["PYTHONPATH"] = str(baseline if name == "godottpd-baseline" else REPO / "python")
+        # godottpd-inline: handlers run on the I/O thread (handler_threads=0), the fast mode
+        # for short handlers; godottpd: the default pool of handler threads.
+        env["GODOTTPD_HANDLER_THREADS"] = "0" if name == "godottpd-inline" else "8"
         server.command = [python, str(SERVERS_DIR / "godottpd_app.py"), str(port), str(static_dir)]
     elif name == "granian":
         granian = [python, "-m", "granian"]
@@ -481,7 +485,7 @@ def version_of(name: str) -> str:
     try:
         if name == "godottpd-baseline":
             return "another build (--baseline)"
-        if name == "godottpd":
+        if name in ("godottpd", "godottpd-inline"):
             code = "import godottpd; print(godottpd.__version__)"
             env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
             out = subprocess.run(
@@ -613,6 +617,7 @@ def chart(results: dict, path: Path) -> None:
     axes = [axes] if len(routes) == 1 else list(axes)
     colors = {
         "godottpd": "#d62728",
+        "godottpd-inline": "#ff7f0e",
         "godottpd-baseline": "#ff9896",
         "granian": "#1f77b4",
         "socketify": "#2ca02c",

@@ -3,6 +3,7 @@
 Usage: python godottpd_app.py PORT STATIC_DIR
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,9 @@ class StaticFile(HttpRouter):
 
 def main():
     port, static_dir = int(sys.argv[1]), Path(sys.argv[2])
-    server = HttpServer(port=port, bind_address="127.0.0.1")
+    # handler_threads=0 is the inline mode (see the README); the harness sets it per variant.
+    handler_threads = int(os.environ.get("GODOTTPD_HANDLER_THREADS", "8"))
+    server = HttpServer(port=port, bind_address="127.0.0.1", handler_threads=handler_threads)
     server.register_router("/plaintext", Plaintext())
     server.register_router("/json", Json())
     server.register_router("/echo", Echo())
