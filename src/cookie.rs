@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn refuses_expiry_out_of_range_instead_of_panicking() {
-        // Found by the encode_response fuzz target: httpdate panics past year 9999.
+        // Found while writing the encode_response fuzz target: httpdate panics past year 9999.
         let at = |time| CookieSpec { expires: Some(time), ..CookieSpec { name: "a".into(), ..Default::default() } };
         let last = at(UNIX_EPOCH + Duration::from_secs(MAX_EXPIRES)).render().unwrap();
         assert!(last.ends_with("; Expires=Fri, 31 Dec 9999 23:59:59 GMT"), "{last}");

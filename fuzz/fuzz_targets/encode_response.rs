@@ -289,7 +289,10 @@ fuzz_target!(|input: Input| {
     assert!(headers.len() >= expected.len());
     for (i, (name, value)) in expected.iter().enumerate() {
         assert_eq!(headers[i].0, *name, "header {i} name");
-        assert_eq!(trim_ows(headers[i].1), value.as_bytes(), "header {name} value");
+        // Handler values were trimmed by check_header. A cookie may end in whitespace (an
+        // attribute value of spaces is allowed), which the client drops as OWS: compare
+        // trimmed, as RFC 6265 §5.2 makes user agents do anyway.
+        assert_eq!(trim_ows(headers[i].1), trim_ows(value.as_bytes()), "header {name} value");
     }
 
     // The framing is the server's alone.
