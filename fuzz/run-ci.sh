@@ -28,8 +28,12 @@ for target in "${targets[@]}"; do
     echo "=== fuzz $target for ${seconds}s"
     # New inputs go to the scratch directory; the committed corpus is only read.
     mkdir -p "$scratch/$target"
+    dict=()
+    if [[ -f "$target.dict" ]]; then
+        dict=(-dict="$target.dict")
+    fi
     if ! cargo fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
         >"$scratch/$target.log" 2>&1; then
         failed+=("$target")
         tail -n 80 "$scratch/$target.log"
