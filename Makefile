@@ -1,7 +1,7 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python soak lint format bench bench-load
+.PHONY: install test test-rust test-python soak fuzz lint format bench bench-load
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -21,6 +21,10 @@ test-python:
 # Long load, soak and leak runs (bounded; GODOTTPD_SOAK_* variables make them longer).
 soak:
 	$(PYTHON) -m pytest -m slow
+
+# The cargo-fuzz targets, FUZZ_SECONDS each (60 by default); see fuzz/README.md.
+fuzz:
+	bash fuzz/run-ci.sh
 
 lint:
 	cargo fmt --check

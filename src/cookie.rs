@@ -2,9 +2,12 @@
 //! every part checked so that no cookie can break its header line or inject another.
 
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::token::is_token;
+
+/// The last second an HTTP date can name: 9999-12-31T23:59:59Z.
+pub const MAX_EXPIRES: u64 = 253_402_300_799;
 
 /// The attributes `HttpResponse.cookie()` understands, whatever their spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,14 @@ impl CookieSpec {
             }
         }
         if let Some(expires) = self.expires {
+            // httpdate panics outside 1970..=9999. `expiry_time` keeps what Python passes in
+            // range; this keeps every other caller from panicking too.
+            let seconds = expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(u64::MAX, |since| since.as_secs());
+            if seconds > MAX_EXPIRES {
+                return Err("cookie expires is out of range (1970 to 9999)".to_owned());
+            }
             let _ = write!(out, "; Expires={}", httpdate::fmt_http_date(expires));
         }
         if let Some(max_age) = self.max_age {
@@ -193,6 +204,29 @@ mod tests {
             ..bad("a", "b")
         };
         assert!(path.render().is_err());
+    }
+
+    #[test]
+    fn refuses_expiry_out_of_range_instead_of_panicking() {
+        // Found while writing the encode_response fuzz target: httpdate panics past year 9999.
+        let at = |time| CookieSpec {
+            expires: Some(time),
+            ..CookieSpec {
+                name: "a".into(),
+                ..Default::default()
+            }
+        };
+        let last = at(UNIX_EPOCH + Duration::from_secs(MAX_EXPIRES))
+            .render()
+            .unwrap();
+        assert!(
+            last.ends_with("; Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
+            "{last}"
+        );
+        assert!(at(UNIX_EPOCH + Duration::from_secs(MAX_EXPIRES + 1))
+            .render()
+            .is_err());
+        assert!(at(UNIX_EPOCH - Duration::from_secs(1)).render().is_err());
     }
 
     #[test]

@@ -132,30 +132,32 @@ impl RequestHead {
 ///
 /// `Ok(None)` means more bytes are needed. On error the connection must answer with the
 /// error's status and close.
+///
+/// The outcome depends only on the bytes, never on how they were split across reads: a size
+/// limit is judged at the byte that first exceeds it, and httparse is only shown the bytes
+/// before that point. So a malformed byte before the limit always gives its own error, one
+/// after it is never looked at, and the limit's status comes only from bytes within it.
 pub fn parse_head(
     buffer: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, RequestError> {
-    check_request_line_length(buffer, limits.max_request_line)?;
+    let (window, over_limit) = limit_window(buffer, limits);
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut storage =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let mut request = httparse::Request::new(&mut []);
-    let status = request.parse_with_uninit_headers(&buffer[..], &mut storage[..max_headers]);
+    let status = request.parse_with_uninit_headers(&buffer[..window], &mut storage[..max_headers]);
     let head_len = match status {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            if buffer.len() > limits.max_head_size {
-                return Err(RequestError::new(431, "request header section too large"));
-            }
-            return Ok(None);
-        }
+        Ok(httparse::Status::Partial) => return over_limit.map_or(Ok(None), Err),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(RequestError::new(431, "too many header fields"));
         }
         // The version is judged on the whole request line, however it was split across reads.
-        Err(httparse::Error::Version) if !has_whole_request_line(buffer) => return Ok(None),
-        Err(httparse::Error::Version) if names_another_version(buffer) => {
+        Err(httparse::Error::Version) if !has_whole_request_line(&buffer[..window]) => {
+            return over_limit.map_or(Ok(None), Err);
+        }
+        Err(httparse::Error::Version) if names_another_version(&buffer[..window]) => {
             return Err(RequestError::new(
                 505,
                 "only HTTP/1.0 and HTTP/1.1 are supported",
@@ -164,6 +166,7 @@ pub fn parse_head(
         Err(_) => return Err(RequestError::bad_request("malformed request head")),
     };
     if head_len > limits.max_head_size {
+        // Unreachable with the window above; kept so that no change there can lift the limit.
         return Err(RequestError::new(431, "request header section too large"));
     }
     let base = buffer.as_ptr() as usize;
@@ -243,19 +246,33 @@ fn names_another_version(buffer: &[u8]) -> bool {
             && version[7].is_ascii_digit())
 }
 
+/// How much of `buffer` the head parser may look at, and the limit error to give if the head
+/// is still incomplete there.
+///
 /// RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to
-/// parse MUST respond with a 414 (URI Too Long) status code."
-fn check_request_line_length(buffer: &[u8], max: usize) -> Result<(), RequestError> {
+/// parse MUST respond with a 414 (URI Too Long) status code." The request line (after any
+/// empty lines before it) may be `max_request_line` bytes long; the head `max_head_size`.
+fn limit_window(buffer: &[u8], limits: &Limits) -> (usize, Option<RequestError>) {
+    let mut window = buffer.len();
+    let mut over_limit = None;
+    if buffer.len() > limits.max_head_size {
+        window = limits.max_head_size;
+        over_limit = Some(RequestError::new(431, "request header section too large"));
+    }
     let start = buffer
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buffer.len());
-    let rest = &buffer[start..];
-    let line_len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-    if line_len > max {
-        return Err(RequestError::new(414, "request line too long"));
+    let line_window = start.saturating_add(limits.max_request_line);
+    // The line is too long once a byte past `line_window` exists and no LF ended it before.
+    if line_window < buffer.len()
+        && line_window <= window
+        && memchr::memchr(b'\n', &buffer[start..=line_window]).is_none()
+    {
+        window = line_window;
+        over_limit = Some(RequestError::new(414, "request line too long"));
     }
-    Ok(())
+    (window, over_limit)
 }
 
 /// The spans of a request-target: path, query, and whether it is `*`.
@@ -683,6 +700,71 @@ mod tests {
             &b"GET / HTTP/1.1\r\nHost: a\r\nA: 0123456789012345678901234567890123456789\r\n"[..],
         );
         assert_eq!(parse_head(&mut big, &limits).unwrap_err().status, 431);
+    }
+
+    /// Feeds `raw` whole, then one byte at a time; returns both outcomes as statuses
+    /// (0 for a parsed head, 1 for "needs more").
+    fn whole_and_bytewise(raw: &[u8], limits: &Limits) -> (u16, u16) {
+        let code = |result: Result<Option<RequestHead>, RequestError>| match result {
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(error) => error.status,
+        };
+        let whole = code(parse_head(&mut BytesMut::from(raw), limits));
+        let mut buffer = BytesMut::new();
+        let mut bytewise = 1;
+        for &byte in raw {
+            buffer.extend_from_slice(&[byte]);
+            bytewise = code(parse_head(&mut buffer, limits));
+            if bytewise != 1 {
+                break;
+            }
+        }
+        (whole, bytewise)
+    }
+
+    #[test]
+    fn outcome_does_not_depend_on_how_the_head_arrives() {
+        // Found by the parse_request fuzz target: a bad byte early in an over-long request
+        // line was a 400 when read byte by byte but a 414 when the line came in one read.
+        let limits = Limits {
+            max_request_line: 24,
+            max_head_size: 64,
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let raw = b"POST /\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1fg\x1f\x1fth: 5\r\nContent-Length: 6\r\n\r\n";
+        assert_eq!(whole_and_bytewise(raw, &limits), (400, 400));
+        // A bad byte past the line limit is never looked at: 414 either way.
+        assert_eq!(
+            whole_and_bytewise(
+                b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x01 HTTP/1.1\r\n",
+                &limits
+            ),
+            (414, 414)
+        );
+        // The same for the head limit: 431 or 400 according to where the bad byte is.
+        let limits = Limits {
+            max_head_size: 40,
+            ..Limits::default()
+        };
+        let late = b"GET / HTTP/1.1\r\nHost: a\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaa\x01\r\n\r\n";
+        assert_eq!(whole_and_bytewise(late, &limits), (431, 431));
+        let early = b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01aaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        assert_eq!(whole_and_bytewise(early, &limits), (400, 400));
+        // A complete head within the limit is parsed even when more bytes follow it.
+        let mut buffer = BytesMut::from(
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        );
+        assert!(parse_head(
+            &mut buffer,
+            &Limits {
+                max_head_size: 27,
+                ..Limits::default()
+            }
+        )
+        .unwrap()
+        .is_some());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::exchange::{Outgoing, ReplyContext, ReplySender};
 use crate::logging::log_warning;
 use crate::request::Client;
 use crate::status::{forbids_body, MAX_STATUS};
-use crate::token::{is_field_value, is_token, list_contains, trim_ows};
+use crate::token::{check_handler_header, is_field_value, list_contains, HeaderRejection};
 use crate::type_name::type_name;
 
 /// Bodies at least this large, given as `bytes`, are sent from the object itself (kept alive
@@ -224,25 +224,17 @@ fn header_text(object: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
 
 /// The rules for one handler-set header (RFC 9110 §5.1, §5.5); returns the trimmed value.
 fn check_header<'v>(name: &str, value: &'v str) -> PyResult<&'v str> {
-    if !is_token(name.as_bytes()) {
-        return Err(PyValueError::new_err(format!(
-            "header name {name:?} is not an HTTP token"
-        )));
-    }
-    if !is_field_value(value.as_bytes()) {
-        return Err(PyValueError::new_err(format!(
-            "header {name}: value {value:?} holds a control character (CR, LF, NUL, ...)"
-        )));
-    }
-    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
-    {
-        return Err(PyValueError::new_err(format!(
-            "{name} is set by the server from the body; it cannot be set by hand"
-        )));
-    }
-    let trimmed = trim_ows(value.as_bytes());
-    // Trimming ASCII whitespace off a str leaves a valid str.
-    Ok(std::str::from_utf8(trimmed).unwrap_or(value))
+    check_handler_header(name, value).map_err(|rejection| {
+        PyValueError::new_err(match rejection {
+            HeaderRejection::NameNotToken => format!("header name {name:?} is not an HTTP token"),
+            HeaderRejection::ControlCharacter => format!(
+                "header {name}: value {value:?} holds a control character (CR, LF, NUL, ...)"
+            ),
+            HeaderRejection::ServerOwned => {
+                format!("{name} is set by the server from the body; it cannot be set by hand")
+            }
+        })
+    })
 }
 
 fn body_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {

@@ -47,6 +47,35 @@ pub fn list_contains(value: &[u8], wanted: &str) -> bool {
         .any(|item| trim_ows(item).eq_ignore_ascii_case(wanted.as_bytes()))
 }
 
+/// Why a header a handler set cannot be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderRejection {
+    /// The name is not a token (RFC 9110 §5.1).
+    NameNotToken,
+    /// The value holds a control character: CR, LF, NUL, ... (RFC 9110 §5.5).
+    ControlCharacter,
+    /// `Content-Length` or `Transfer-Encoding`: the server frames the body itself.
+    ServerOwned,
+}
+
+/// The rule for a header set by a handler: a token name, a field value, not one of the
+/// framing headers. Returns the value to send, trimmed of OWS. `response.rs` raises
+/// `ValueError` for a rejection; the fuzz target applies the same function.
+pub fn check_handler_header<'v>(name: &str, value: &'v str) -> Result<&'v str, HeaderRejection> {
+    if !is_token(name.as_bytes()) {
+        return Err(HeaderRejection::NameNotToken);
+    }
+    if !is_field_value(value.as_bytes()) {
+        return Err(HeaderRejection::ControlCharacter);
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(HeaderRejection::ServerOwned);
+    }
+    let start = value.len() - value.trim_start_matches([' ', '\t']).len();
+    Ok(value[start..].trim_end_matches([' ', '\t']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +96,23 @@ mod tests {
         assert!(!is_field_value(b"a\r\nb"));
         assert!(!is_field_value(b"a\0"));
         assert!(!is_field_value(b"\x7f"));
+    }
+
+    #[test]
+    fn handler_headers() {
+        assert_eq!(check_handler_header("X-A", "  v w \t"), Ok("v w"));
+        assert_eq!(
+            check_handler_header("X A", "v"),
+            Err(HeaderRejection::NameNotToken)
+        );
+        assert_eq!(
+            check_handler_header("X-A", "v\r\nX: y"),
+            Err(HeaderRejection::ControlCharacter)
+        );
+        assert_eq!(
+            check_handler_header("content-LENGTH", "5"),
+            Err(HeaderRejection::ServerOwned)
+        );
     }
 
     #[test]
