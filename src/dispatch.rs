@@ -184,8 +184,9 @@ impl HandlerPool {
     }
 }
 
-/// How long the inline loop stays in one I/O round without jobs before it checks for Stop.
-const INLINE_TICK: Duration = Duration::from_millis(50);
+/// How long the inline loop stays in one I/O round without jobs (a safety net: jobs and
+/// Stop both wake it at once through the job signal).
+const INLINE_TICK: Duration = Duration::from_millis(500);
 
 fn inline_loop(
     runtime: tokio::runtime::Runtime,
