@@ -30,7 +30,7 @@ use crate::files::{self, FileRequest, FileRoute};
 use crate::http_router::Handler;
 use crate::parse::{parse_head, Framing, Method, RequestHead};
 use crate::router::RequestPath;
-use crate::sendfile::send_file;
+use crate::sendfile::{send_file, send_head};
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
@@ -548,7 +548,7 @@ impl Connection {
         });
     }
 
-    /// Hands a file-router request to the blocking pool (RFC 9110 §9.1: a file router
+    /// Answers a file-router request on this thread (RFC 9110 §9.1: a file router
     /// implements GET and HEAD only; anything else is 405 with `Allow: GET, HEAD`).
     #[allow(clippy::too_many_arguments)]
     fn dispatch_files(
@@ -639,13 +639,20 @@ impl Connection {
             self.output.extend_from_slice(&outgoing.bytes);
             self.output.extend_from_slice(&outgoing.body);
             if let Some(body) = &outgoing.file {
-                if !self.write_output().await {
+                let write_timeout = self.engine.limits.write_timeout;
+                // With a body to follow, the head is corked onto its first packets; an empty
+                // file's head goes out as usual (nothing would uncork it).
+                let head_sent = if body.len > 0 {
+                    let sent = send_head(&self.stream, &self.output, write_timeout).await;
+                    self.output.clear();
+                    sent.is_ok()
+                } else {
+                    self.write_output().await
+                };
+                if !head_sent {
                     return false;
                 }
-                if send_file(&self.stream, body, self.engine.limits.write_timeout)
-                    .await
-                    .is_err()
-                {
+                if send_file(&self.stream, body, write_timeout).await.is_err() {
                     return false;
                 }
             }

@@ -14,6 +14,67 @@ use tokio::time::timeout;
 
 use crate::exchange::FileBody;
 
+/// Sends the head of a file answer with `MSG_MORE`: the kernel holds it back to go out in
+/// the same packets as the start of the file that `send_file` sends next, as nginx does with
+/// `TCP_CORK`, instead of a small packet of its own (one wake-up less for the client).
+#[cfg(target_os = "linux")]
+pub async fn send_head(stream: &TcpStream, head: &[u8], write_timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let socket = stream.as_raw_fd();
+    let mut written = 0;
+    while written < head.len() {
+        match timeout(write_timeout, stream.writable()).await {
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(result) => result?,
+        }
+        let rest = &head[written..];
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `socket` belongs to `stream`, borrowed for this call; `rest` is a live,
+            // initialised slice whose pointer and length are passed unchanged.
+            let sent = unsafe {
+                libc::send(
+                    socket,
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if sent < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(sent as usize)
+            }
+        });
+        match sent {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(sent) => written += sent,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Elsewhere the head is written as it is.
+#[cfg(not(target_os = "linux"))]
+pub async fn send_head(stream: &TcpStream, head: &[u8], write_timeout: Duration) -> io::Result<()> {
+    let mut written = 0;
+    while written < head.len() {
+        match timeout(write_timeout, stream.writable()).await {
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(result) => result?,
+        }
+        match stream.try_write(&head[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 /// Largest count handed to one `sendfile` call (Linux sends at most 0x7ffff000 anyway).
 #[cfg(target_os = "linux")]
 const MAX_CHUNK: u64 = 1 << 30;

@@ -224,7 +224,7 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// Answers one request for a file router. Runs on the blocking pool.
+/// Answers one request for a file router, on the connection's I/O thread.
 pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
     let reply = Reply::new(route, request);
     let Ok(relative) = resolve::relative_path(request.tail.iter().map(String::as_str)) else {
