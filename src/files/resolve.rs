@@ -74,6 +74,9 @@ pub enum Found {
 /// Looks `candidate` up and makes sure it resolves below `root` (which is canonical).
 /// Errors other than "not found" (permission, I/O) are returned for a 403 or 500.
 pub fn look_up(root: &Path, candidate: &Path) -> io::Result<Found> {
+    if let Some(found) = look_up_plain(root, candidate)? {
+        return Ok(found);
+    }
     let canonical = match std::fs::canonicalize(candidate) {
         Ok(canonical) => canonical,
         Err(error) if is_missing(&error) => return Ok(Found::Nothing),
@@ -87,13 +90,43 @@ pub fn look_up(root: &Path, candidate: &Path) -> io::Result<Found> {
         Err(error) if is_missing(&error) => return Ok(Found::Nothing),
         Err(error) => return Err(error),
     };
-    Ok(if metadata.is_dir() {
-        Found::Folder(canonical)
+    Ok(classify(canonical, &metadata))
+}
+
+/// The fast path of `look_up`: walks from the canonical root one `lstat` per segment. When
+/// no segment is a symlink, the candidate is already canonical and below the root, and the
+/// last `lstat` tells what it is: a file one folder down costs one call, where `realpath`
+/// would read every component of the root's own path again. `None` as soon as a symlink
+/// (or anything unusual) appears: the full canonicalization decides then.
+fn look_up_plain(root: &Path, candidate: &Path) -> io::Result<Option<Found>> {
+    let Ok(relative) = candidate.strip_prefix(root) else {
+        return Ok(None);
+    };
+    let mut current = root.to_path_buf();
+    let mut last = None;
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            return Ok(None);
+        };
+        current.push(name);
+        match std::fs::symlink_metadata(&current) {
+            Ok(metadata) if metadata.file_type().is_symlink() => return Ok(None),
+            Ok(metadata) => last = Some(metadata),
+            Err(error) if is_missing(&error) => return Ok(Some(Found::Nothing)),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(last.map(|metadata| classify(current, &metadata)))
+}
+
+fn classify(path: PathBuf, metadata: &std::fs::Metadata) -> Found {
+    if metadata.is_dir() {
+        Found::Folder(path)
     } else if metadata.is_file() {
-        Found::File(canonical)
+        Found::File(path)
     } else {
         Found::Nothing
-    })
+    }
 }
 
 /// "Not there": missing, or a file used as a folder (`a.txt/b`).
