@@ -239,7 +239,28 @@ mod tests {
                 look_up(&root, &root.join("in.txt")).unwrap(),
                 Found::File(_)
             ));
+            // A symlinked folder in the middle of the path: the fast path steps aside and
+            // realpath decides, inside (served, by its canonical path) or out (nothing).
+            let _ = std::os::unix::fs::symlink(root.join("sub"), root.join("alias"));
+            let _ = std::os::unix::fs::symlink(&base, root.join("up"));
+            assert!(matches!(
+                look_up(&root, &root.join("alias/inside.txt")).unwrap(),
+                Found::File(path) if path == root.join("sub/inside.txt")
+            ));
+            assert!(matches!(
+                look_up(&root, &root.join("up/secret.txt")).unwrap(),
+                Found::Nothing
+            ));
+            assert!(matches!(
+                look_up_plain(&root, &root.join("alias/inside.txt")),
+                Ok(None)
+            ));
         }
+        // No symlink: the fast path answers alone, with the path as it is.
+        assert!(matches!(
+            look_up_plain(&root, &root.join("sub/inside.txt")),
+            Ok(Some(Found::File(path))) if path == root.join("sub/inside.txt")
+        ));
         assert!(matches!(
             look_up(&root, &root.join("sub")).unwrap(),
             Found::Folder(_)
