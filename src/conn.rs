@@ -460,7 +460,7 @@ impl Connection {
                     .map(|segment| (*segment).to_owned())
                     .collect();
                 drop(path);
-                let identifier = Arc::from(&**config.server_identifier.load_full());
+                let identifier = config.server_identifier.load_full();
                 self.dispatch_files(files, head, tail, persistence, cors_lines, identifier);
                 return close;
             }
@@ -558,7 +558,7 @@ impl Connection {
         tail: Vec<String>,
         persistence: Persistence,
         cors_lines: Option<Arc<[u8]>>,
-        server_identifier: Arc<str>,
+        server_identifier: Arc<Box<str>>,
     ) {
         let head_only = head.method == Method::Head;
         if !matches!(head.method, Method::Get | Method::Head) {

@@ -54,8 +54,6 @@ pub struct Engine {
     /// Where finished responses are recorded, when `access_log=True`.
     pub access_log: Option<Sender<AccessEvent>>,
     open_connections: AtomicUsize,
-    /// Signalled each time a connection ends, so `stop()` can wait for the last one.
-    pub connection_closed: Notify,
     /// Set by `stop()` before anything else: responses finished from then on close their
     /// connection (RFC 9112 §9.6: the server says `Connection: close` when it will close).
     pub stopping: Arc<AtomicBool>,
@@ -78,7 +76,6 @@ impl Engine {
             shutdown,
             access_log,
             open_connections: AtomicUsize::new(0),
-            connection_closed: Notify::new(),
             job_signal: None,
             stopping: Arc::new(AtomicBool::new(false)),
         }
@@ -124,6 +121,5 @@ pub struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.engine.open_connections.fetch_sub(1, Ordering::AcqRel);
-        self.engine.connection_closed.notify_waiters();
     }
 }

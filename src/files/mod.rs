@@ -62,7 +62,7 @@ pub struct FileRequest {
     pub head_only: bool,
     pub persistence: Persistence,
     pub cors_lines: Option<Arc<[u8]>>,
-    pub server_identifier: Arc<str>,
+    pub server_identifier: Arc<Box<str>>,
 }
 
 /// Where a request leads.
