@@ -14,7 +14,7 @@ use godottpd::cookie::{CookieSpec, SameSite};
 use godottpd::encode::{encode_simple, HeadEncoder, Persistence, ServerHeaders};
 use godottpd::limits::Limits;
 use godottpd::parse::parse_head;
-use godottpd::router::{Pattern, RequestPath, RouteTable};
+use godottpd::routes::{Pattern, RequestPath, RouteTable};
 
 /// A request as a desktop browser sends it: 15 header fields, about 700 bytes.
 const BROWSER_REQUEST: &[u8] = b"GET /api/v1/users/42/posts?page=2&sort=desc HTTP/1.1\r\n\

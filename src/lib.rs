@@ -1,54 +1,39 @@
 //! godottpd: an HTTP/1.1 server for Python with a Rust core, keeping GodotTPD's API.
 //!
-//! One concern per module: `parse` (request heads), `chunked` (body framing), `encode`
-//! (response heads), `conn` (one connection), `files` (serving folders), `sendfile`
-//! (streaming file bodies), `access_log` (request logging), `listener` (sockets), `dispatch` (running
-//! Python handlers), `router` (route patterns), and the Python classes in `server`,
-//! `http_router`, `request` and `response`.
+//! Four layers, one folder each, each depending only on those above it in this list
+//! (`ARCHITECTURE.md` walks a request through them; `tests/layers.rs` enforces it):
+//!
+//! - [`http`]: the wire protocol, pure (parse, chunked, encode, status, tokens, date).
+//! - `app`: what a request means here (routes, CORS, cookies, files, the routing decision).
+//! - `io`: sockets and tokio tasks (listener, the connection, sendfile).
+//! - `python`: the PyO3 classes and the threads that run Python handlers.
+//!
+//! Only what the benches and fuzz targets need is public.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod access_log;
-pub mod chunked;
-pub mod conn;
-pub mod cookie;
-pub mod cors;
-pub mod date;
-pub mod dispatch;
-pub mod encode;
-pub mod engine;
-pub mod error;
-pub mod exchange;
-pub mod files;
-pub mod http_router;
-pub mod json;
-pub mod limits;
-pub mod listener;
-pub mod logging;
-pub mod parse;
-pub mod request;
-pub mod response;
-pub mod router;
-pub mod sendfile;
-pub mod server;
-pub mod status;
-pub mod token;
-pub mod type_name;
+mod app;
+mod http;
+mod io;
+mod python;
+
+pub use app::{cookie, cors, routes};
+pub use http::{chunked, encode, limits, parse, status, token};
 
 #[pyo3::pymodule]
 mod _godottpd {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use crate::files::HttpFileRouter;
+    use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]
-    use crate::http_router::HttpRouter;
+    use crate::python::request::{Client, Headers, HttpRequest};
     #[pymodule_export]
-    use crate::request::{Client, Headers, HttpRequest};
+    use crate::python::response::HttpResponse;
     #[pymodule_export]
-    use crate::response::HttpResponse;
+    use crate::python::router::HttpRouter;
     #[pymodule_export]
-    use crate::server::HttpServer;
+    use crate::python::server::HttpServer;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

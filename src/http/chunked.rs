@@ -13,8 +13,8 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::error::RequestError;
-use crate::token::{is_field_value_byte, is_tchar};
+use crate::http::error::RequestError;
+use crate::http::token::{is_field_value_byte, is_tchar};
 
 /// Most bytes of chunk extensions and of trailer fields accepted in one message.
 pub const MAX_METADATA: usize = 16 * 1024;

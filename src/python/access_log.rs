@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use crossbeam_channel::{Receiver, TryRecvError};
 use pyo3::prelude::*;
 
-use crate::exchange::Outgoing;
-use crate::parse::RequestHead;
+use crate::app::exchange::Outgoing;
+use crate::http::parse::RequestHead;
 
 /// Python's `logging.INFO`.
 const INFO: i32 = 20;

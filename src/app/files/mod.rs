@@ -18,12 +18,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
-use pyo3::prelude::*;
-
-use crate::encode::{encode_simple, HeadEncoder, Persistence, ServerHeaders};
-use crate::exchange::{FileBody, Outgoing};
-use crate::parse::RequestHead;
+use crate::app::exchange::{FileBody, Outgoing};
+use crate::http::encode::{encode_simple, HeadEncoder, Persistence, ServerHeaders};
+use crate::http::parse::RequestHead;
 use conditional::{
     accepts, if_range_holds, not_modified, parse_range, Coding, RangeRequest, Validators,
 };
@@ -418,30 +415,18 @@ fn encode(
     reply.outgoing(bytes, body)
 }
 
-/// Serves a folder, with everything below it, from the prefix it is registered at.
-///
-/// Files are streamed from disk, never read whole; `ETag`, `Last-Modified`, `304`, single
-/// ranges and precompressed `.br`/`.gz` siblings are handled in Rust. No request reaches
-/// anything outside the folder: see the README's "Serving files".
-#[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
-pub struct HttpFileRouter {
-    pub route: Arc<FileRoute>,
-    path: String,
-    index_page: String,
-    fallback_page: String,
-    extensions: Vec<String>,
-    exclude_extensions: Vec<String>,
-    cross_origin_isolation: bool,
-}
+/// Why a file router's settings were refused; the message is for the caller.
+#[derive(Debug)]
+pub struct SettingsError(pub String);
 
 /// Extensions as given (`"html"` or `".html"`), lowercased for comparison.
-fn normalize_extensions(name: &str, extensions: &[String]) -> PyResult<Vec<String>> {
+fn normalize_extensions(name: &str, extensions: &[String]) -> Result<Vec<String>, SettingsError> {
     extensions
         .iter()
         .map(|extension| {
             let bare = extension.strip_prefix('.').unwrap_or(extension);
             if bare.is_empty() || bare.contains(['/', '\\', '\0']) {
-                return Err(PyValueError::new_err(format!(
+                return Err(SettingsError(format!(
                     "{name}: {extension:?} is not a file extension"
                 )));
             }
@@ -450,35 +435,19 @@ fn normalize_extensions(name: &str, extensions: &[String]) -> PyResult<Vec<Strin
         .collect()
 }
 
-#[pymethods]
-impl HttpFileRouter {
-    #[new]
-    #[pyo3(signature = (
-        path,
-        index_page = "index.html",
-        fallback_page = "",
-        extensions = vec!["html".to_owned()],
-        exclude_extensions = Vec::new(),
-        cross_origin_isolation = false,
-    ))]
-    fn new(
-        path: PathBuf,
+impl FileRoute {
+    /// A router for the folder `root`, which must be canonical (see the field).
+    pub fn new(
+        root: PathBuf,
         index_page: &str,
         fallback_page: &str,
-        extensions: Vec<String>,
-        exclude_extensions: Vec<String>,
+        extensions: &[String],
+        exclude_extensions: &[String],
         cross_origin_isolation: bool,
-    ) -> PyResult<Self> {
-        let root = std::fs::canonicalize(&path)?;
-        if !root.is_dir() {
-            return Err(pyo3::exceptions::PyNotADirectoryError::new_err(format!(
-                "{} is not a folder",
-                path.display()
-            )));
-        }
+    ) -> Result<FileRoute, SettingsError> {
         let page = |what: &str, page: &str| {
             resolve::page_path(page).map_err(|_| {
-                PyValueError::new_err(format!(
+                SettingsError(format!(
                     "{what} {page:?} must be a relative path inside the folder, without '..'"
                 ))
             })
@@ -489,62 +458,18 @@ impl HttpFileRouter {
         } else {
             Some(page("fallback_page", fallback_page)?)
         };
-        let route = FileRoute {
+        Ok(FileRoute {
             root,
             fallback_is_index: fallback.as_ref() == Some(&index),
             index_page: index,
             fallback_page: fallback,
-            extensions: normalize_extensions("extensions", &extensions)?,
-            exclude_extensions: normalize_extensions("exclude_extensions", &exclude_extensions)?,
+            extensions: normalize_extensions("extensions", extensions)?,
+            exclude_extensions: normalize_extensions("exclude_extensions", exclude_extensions)?,
             extra_lines: if cross_origin_isolation {
                 CROSS_ORIGIN_ISOLATION
             } else {
                 b""
             },
-        };
-        Ok(HttpFileRouter {
-            route: Arc::new(route),
-            path: path.to_string_lossy().into_owned(),
-            index_page: index_page.to_owned(),
-            fallback_page: fallback_page.to_owned(),
-            extensions,
-            exclude_extensions,
-            cross_origin_isolation,
         })
-    }
-
-    /// The served folder, as given.
-    #[getter]
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    #[getter]
-    fn index_page(&self) -> &str {
-        &self.index_page
-    }
-
-    #[getter]
-    fn fallback_page(&self) -> &str {
-        &self.fallback_page
-    }
-
-    #[getter]
-    fn extensions(&self) -> Vec<String> {
-        self.extensions.clone()
-    }
-
-    #[getter]
-    fn exclude_extensions(&self) -> Vec<String> {
-        self.exclude_extensions.clone()
-    }
-
-    #[getter]
-    fn cross_origin_isolation(&self) -> bool {
-        self.cross_origin_isolation
-    }
-
-    fn __repr__(&self) -> String {
-        format!("HttpFileRouter({:?})", self.path)
     }
 }

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use crate::exchange::{ReplyContext, ReplySender};
-use crate::http_router::{Handler, PyRoute, HANDLER_NAMES};
-use crate::logging::log_exception;
-use crate::request::HttpRequest;
-use crate::response::HttpResponse;
+use crate::app::exchange::{ReplyContext, ReplySender};
+use crate::python::logging::log_exception;
+use crate::python::request::HttpRequest;
+use crate::python::response::HttpResponse;
+use crate::python::router::{Handler, PyRoute, HANDLER_NAMES};
 
 /// One request for a Python handler.
 pub struct Job {
@@ -131,10 +131,6 @@ impl HandlerPool {
 
     pub fn len(&self) -> usize {
         self.threads.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.threads.is_empty()
     }
 
     /// Whether the calling thread is one of the pool's (a handler calling `stop()`).

@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::error::RequestError;
-use crate::limits::{Limits, MAX_HEADERS_CEILING};
-use crate::token::{list_contains, trim_ows};
+use crate::http::error::RequestError;
+use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
+use crate::http::token::{list_contains, trim_ows};
 
 /// The request methods a router can handle; anything else is kept by name.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,12 +2,12 @@
 //! connection's output buffer.
 //!
 //! The encoder trusts its input: every caller-supplied name and value has been checked with
-//! [`crate::token`] before it gets here (see `response.rs`). What the encoder owns is the
+//! [`crate::http::token`] before it gets here (see `response.rs`). What the encoder owns is the
 //! framing: it alone writes `Content-Length`, `Date`, `Connection` and the default
 //! `Server` and `Content-Type`, so a response can never carry two conflicting lengths.
 
-use crate::date::with_http_date;
-use crate::status::{forbids_body, status_line};
+use crate::http::date::with_http_date;
+use crate::http::status::{forbids_body, status_line};
 
 /// How the connection continues after this response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,13 +8,13 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::access_log::AccessEvent;
-use crate::cors::Cors;
-use crate::dispatch::Work;
-use crate::files::FileRoute;
-use crate::http_router::PyRoute;
-use crate::limits::Limits;
-use crate::router::RouteTable;
+use crate::app::cors::Cors;
+use crate::app::files::FileRoute;
+use crate::app::routes::RouteTable;
+use crate::http::limits::Limits;
+use crate::python::access_log::AccessEvent;
+use crate::python::handler_threads::Work;
+use crate::python::router::PyRoute;
 
 /// Where a route leads.
 #[derive(Clone)]

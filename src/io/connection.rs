@@ -19,18 +19,18 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::access_log::{self, AccessEvent, AccessRecord};
-use crate::chunked::ChunkedDecoder;
-use crate::dispatch::{Job, Work};
-use crate::encode::{encode_simple, Persistence, ServerHeaders};
-use crate::engine::{Engine, Target};
-use crate::error::RequestError;
-use crate::exchange::{ConnectionInfo, Outgoing, ReplyContext, ReplyReceiver, RequestData};
-use crate::files::{self, FileRequest, FileRoute};
-use crate::http_router::Handler;
-use crate::parse::{parse_head, Framing, Method, RequestHead};
-use crate::router::RequestPath;
-use crate::sendfile::{send_file, send_head};
+use crate::app::exchange::{ConnectionInfo, Outgoing, ReplyContext, ReplyReceiver, RequestData};
+use crate::app::files::{self, FileRequest, FileRoute};
+use crate::app::routes::RequestPath;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::encode::{encode_simple, Persistence, ServerHeaders};
+use crate::http::error::RequestError;
+use crate::http::parse::{parse_head, Framing, Method, RequestHead};
+use crate::io::engine::{Engine, Target};
+use crate::io::sendfile::{send_file, send_head};
+use crate::python::access_log::{self, AccessEvent, AccessRecord};
+use crate::python::handler_threads::{Job, Work};
+use crate::python::router::Handler;
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
@@ -402,7 +402,7 @@ impl Connection {
     fn refuse(&mut self, error: RequestError) {
         let body = format!(
             "{}: {}",
-            crate::status::reason_phrase(error.status),
+            crate::http::status::reason_phrase(error.status),
             error.reason
         );
         self.answer(

@@ -13,7 +13,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-use crate::type_name::type_name;
+use crate::python::type_name::type_name;
 
 /// Deeper nesting than this is taken for a cycle.
 const MAX_DEPTH: usize = 255;

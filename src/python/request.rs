@@ -12,8 +12,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::exchange::{ConnectionInfo, RequestData};
-use crate::parse::Method;
+use crate::app::exchange::{ConnectionInfo, RequestData};
+use crate::http::parse::Method;
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
 /// bytes above 0x7F obs-text; Latin-1 maps each to one character, losing nothing).

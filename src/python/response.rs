@@ -16,14 +16,14 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString};
 
-use crate::cookie::{Attribute, CookieSpec, SameSite};
-use crate::encode::{HeadEncoder, Persistence, ServerHeaders};
-use crate::exchange::{Outgoing, ReplyContext, ReplySender};
-use crate::logging::log_warning;
-use crate::request::Client;
-use crate::status::{forbids_body, MAX_STATUS};
-use crate::token::{check_handler_header, is_field_value, list_contains, HeaderRejection};
-use crate::type_name::type_name;
+use crate::app::cookie::{Attribute, CookieSpec, SameSite};
+use crate::app::exchange::{Outgoing, ReplyContext, ReplySender};
+use crate::http::encode::{HeadEncoder, Persistence, ServerHeaders};
+use crate::http::status::{forbids_body, MAX_STATUS};
+use crate::http::token::{check_handler_header, is_field_value, list_contains, HeaderRejection};
+use crate::python::logging::log_warning;
+use crate::python::request::Client;
+use crate::python::type_name::type_name;
 
 /// Bodies at least this large, given as `bytes`, are sent from the object itself (kept alive
 /// until written) instead of being copied; below it a copy is cheaper than the bookkeeping.
@@ -410,7 +410,7 @@ impl HttpResponse {
                 "json() takes a dict or a list, not {type_name}"
             )));
         }
-        let body = crate::json::to_json(data)?;
+        let body = crate::python::json::to_json(data)?;
         self.finish(py, status, b"application/json", &body)
     }
 

@@ -8,17 +8,17 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use crate::access_log::{log_thread, AccessEvent};
-use crate::cors::Cors;
-use crate::dispatch::{run_ready, wait_and_run, HandlerPool, Work};
-use crate::engine::{Engine, LiveConfig, Target};
-use crate::files::HttpFileRouter;
-use crate::http_router::{HttpRouter, PyRoute};
-use crate::limits::{Limits, MAX_HEADERS_CEILING};
-use crate::listener::{accept_loop, bind};
-use crate::router::Pattern;
-use crate::token::is_field_value;
-use crate::type_name::type_name;
+use crate::app::cors::Cors;
+use crate::app::routes::Pattern;
+use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
+use crate::http::token::is_field_value;
+use crate::io::engine::{Engine, LiveConfig, Target};
+use crate::io::listener::{accept_loop, bind};
+use crate::python::access_log::{log_thread, AccessEvent};
+use crate::python::file_router::HttpFileRouter;
+use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, Work};
+use crate::python::router::{HttpRouter, PyRoute};
+use crate::python::type_name::type_name;
 
 /// How often a blocking call wakes up to let Ctrl-C through.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);

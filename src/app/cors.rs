@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::token::is_field_value;
+use crate::http::token::is_field_value;
 
 pub struct Cors {
     any_origin: Option<Arc<[u8]>>,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::token::trim_ows;
+use crate::http::token::trim_ows;
 
 /// The validators of one representation.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::encode::Persistence;
-use crate::parse::RequestHead;
+use crate::http::encode::Persistence;
+use crate::http::parse::RequestHead;
 
 /// One client connection, as the Python objects see it.
 #[derive(Debug)]

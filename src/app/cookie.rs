@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::token::is_token;
+use crate::http::token::is_token;
 
 /// The last second an HTTP date can name: 9999-12-31T23:59:59Z.
 pub const MAX_EXPIRES: u64 = 253_402_300_799;

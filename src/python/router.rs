@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::response::HttpResponse;
+use crate::python::response::HttpResponse;
 
 /// The methods a router can handle, in `Allow` order.
 pub const HANDLER_NAMES: [(&str, &str); 7] = [

@@ -8,8 +8,8 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
-use crate::conn;
-use crate::engine::Engine;
+use crate::io::connection;
+use crate::io::engine::Engine;
 
 /// Pending connections the kernel may queue before we accept them.
 const BACKLOG: i32 = 1024;
@@ -71,12 +71,12 @@ pub async fn accept_loop(listener: TcpListener, engine: Arc<Engine>) {
                 Some(slot) => {
                     let engine = engine.clone();
                     tokio::spawn(async move {
-                        conn::serve(stream, peer, engine).await;
+                        connection::serve(stream, peer, engine).await;
                         drop(slot);
                     });
                 }
                 None => {
-                    tokio::spawn(conn::reject_busy(stream, engine.clone()));
+                    tokio::spawn(connection::reject_busy(stream, engine.clone()));
                 }
             },
             // Out of file descriptors or the like: back off instead of spinning.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::exchange::FileBody;
+use crate::app::exchange::FileBody;
 
 /// Sends the head of a file answer with `MSG_MORE`: the kernel holds it back to go out in
 /// the same packets as the start of the file that `send_file` sends next, as nginx does with

@@ -1,0 +1,16 @@
+//! The application layer: what a request means to this server.
+//!
+//! Route patterns and the route table (`routes`), CORS (`cors`), `Set-Cookie` (`cookie`),
+//! the file router's resolution and answers (`files`), the routing decision for one request
+//! head (`decide`), and the data that crosses between a connection and a handler
+//! (`exchange`).
+//!
+//! **Layer rule**: this folder imports `http` only; never `io` (no sockets, no tasks) nor
+//! `pyo3`/`python`. Handlers are opaque here: the route table is generic over the handler
+//! type the Python layer plugs in. `tests/layers.rs` checks the rule.
+
+pub mod cookie;
+pub mod cors;
+pub(crate) mod exchange;
+pub(crate) mod files;
+pub mod routes;

@@ -1,0 +1,21 @@
+//! The Python layer: the classes Python code sees, and the threads that run its handlers.
+//!
+//! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
+//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
+//! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
+//! `access_log` and `type_name`.
+//!
+//! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
+//! them uses it. Python runs only on threads that this layer owns (or the caller's), never
+//! on a tokio worker. `tests/layers.rs` checks the rule.
+
+pub(crate) mod access_log;
+pub(crate) mod file_router;
+pub(crate) mod handler_threads;
+pub(crate) mod json;
+pub(crate) mod logging;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod router;
+pub(crate) mod server;
+pub(crate) mod type_name;
