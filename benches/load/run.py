@@ -722,8 +722,10 @@ class Perf:
         for line in text.splitlines():
             fields = line.split(",")
             if len(fields) >= 3 and fields[2].startswith(PERF_EVENT):
-                value = fields[0].strip()
-                return (int(value) if value.isdigit() else None), text
+                try:  # "<not supported>" or "<not counted>" where there is no counter
+                    return float(fields[0]), text
+                except ValueError:
+                    return None, text
         return None, text
 
 
@@ -771,6 +773,8 @@ def wrk(
         after = tree_cpu_ticks(server.process.pid)
         process.returncode = os.waitstatus_to_exitcode(status)
     instructions, perf_text = counter.finish() if counter else (None, "")
+    if counter and instructions is None:
+        log(f"perf counted nothing for {server.name}: {perf_text.strip()[-120:]}")
     output = out_path.read_text(errors="replace")
     stats = parse_wrk(output)
     server_cpu = cpu_seconds_between(before, after)
