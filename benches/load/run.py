@@ -4,8 +4,8 @@ One command, from the repository root, inside a virtual environment (the harness
 its Python peers with ``sys.executable -m pip``, so into the interpreter that runs it; it
 refuses to pip-install into an interpreter that is not a venv unless ``--pip-global``):
 
-    python benches/load/run.py              # every shape, 3 runs x 5 s, about 22 minutes
-    python benches/load/run.py --quick      # smoke test: 1 run x 2 s, about 5 minutes
+    python benches/load/run.py              # every shape, 3 runs x 5 s, about 20 minutes
+    python benches/load/run.py --quick      # smoke test: 1 run x 2 s, about 4 minutes
     python benches/load/run.py --duration 2 --runs 1 --servers godottpd,uvicorn \\
         --shapes plaintext,pipelined
 
