@@ -633,3 +633,7 @@ impl BodyRate {
         self.started.checked_add(grace.max(earned))
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
