@@ -190,6 +190,7 @@ impl HttpRequest {
 }
 
 static BODY_PARSER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TEXT_DECODER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pymethods]
 impl HttpRequest {
@@ -243,6 +244,29 @@ impl HttpRequest {
         self.body
             .get_or_init(py, || PyBytes::new(py, &self.request.body).unbind())
             .clone_ref(py)
+    }
+
+    /// The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
+    /// names none). Raises ``BadRequest`` when the body is not text in that charset.
+    #[getter]
+    fn text(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let content_type = self.request.head.first_header("content-type");
+        if content_type.is_none() {
+            if let Ok(text) = std::str::from_utf8(&self.request.body) {
+                return Ok(PyString::new(py, text).into_any().unbind());
+            }
+        }
+        let decoder = TEXT_DECODER.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("godottpd._body")?.getattr("decode_text")?.unbind())
+        })?;
+        decoder.call1(py, (content_type.map(decode_field), self.body(py)))
+    }
+
+    /// The host the request is for, as ``host[:port]``: the authority of an absolute-form
+    /// target, else the ``Host`` header (RFC 9112 §3.2.2); empty when there is neither.
+    #[getter]
+    fn host(&self) -> String {
+        decode_field(self.request.head.host()).into_owned()
     }
 
     /// The decoded query; for a repeated key the last value wins (see `query_all`).

@@ -482,27 +482,51 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
         Attribute::Domain => spec.domain = Some(option_text(value, key)?),
         Attribute::Path => spec.path = Some(option_text(value, key)?),
         Attribute::Expires => spec.expires = Some(expiry_time(value)?),
-        Attribute::MaxAge => {
-            if value.is_instance_of::<pyo3::types::PyBool>() || !value.is_instance_of::<PyInt>() {
-                return Err(PyValueError::new_err(
-                    "cookie max-age must be an int (seconds)",
-                ));
-            }
-            spec.max_age = Some(value.extract()?);
-        }
+        Attribute::MaxAge => spec.max_age = Some(max_age(value)?),
         Attribute::Secure => spec.secure = option_flag(value, key)?,
         Attribute::HttpOnly => spec.http_only = option_flag(value, key)?,
         Attribute::Partitioned => spec.partitioned = option_flag(value, key)?,
         Attribute::SameSite => {
+            // GodotTPD writes `{"sameSite": true}` for Strict; `False` sends no attribute.
+            if value.is_instance_of::<pyo3::types::PyBool>() {
+                spec.same_site = value.is_truthy()?.then_some(SameSite::Strict);
+                return Ok(());
+            }
             let text = option_text(value, key)?;
             spec.same_site = Some(SameSite::parse(&text).ok_or_else(|| {
                 PyValueError::new_err(format!(
-                    "cookie sameSite must be Strict, Lax or None, not {text:?}"
+                    "cookie sameSite must be Strict, Lax, None or True (Strict), not {text:?}"
                 ))
             })?);
         }
     }
     Ok(())
+}
+
+/// `max-age`: an int, or a string of digits as GDScript code must write it (`"60"`).
+/// RFC 6265 §5.2.2: `max-age-av = "Max-Age=" non-zero-digit *DIGIT`, a leading `-` allowed
+/// when parsing (it expires the cookie at once).
+fn max_age(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let invalid = || {
+        PyValueError::new_err("cookie max-age must be an int or a string of digits (seconds)")
+    };
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(invalid());
+    }
+    if value.is_instance_of::<PyInt>() {
+        return value.extract().map_err(|_| {
+            PyValueError::new_err("cookie max-age is out of range (a 64-bit number of seconds)")
+        });
+    }
+    let text: String = value.extract().map_err(|_| invalid())?;
+    let text = text.trim();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    text.parse().map_err(|_| {
+        PyValueError::new_err("cookie max-age is out of range (a 64-bit number of seconds)")
+    })
 }
 
 fn option_text(value: &Bound<'_, PyAny>, key: &str) -> PyResult<String> {

@@ -15,10 +15,12 @@ use crate::http::token::is_field_value;
 use crate::io::engine::{Engine, LiveConfig, Target};
 use crate::io::listener::{accept_loop, bind};
 use crate::python::access_log::{log_thread, AccessEvent};
+use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS};
 use crate::python::file_router::HttpFileRouter;
-use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, Work};
+use crate::python::handler_threads::{wait_and_run, HandlerPool, Work};
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::python::type_name::type_name;
+use crate::python::waiting::poll_jobs;
 
 /// How often a blocking call wakes up to let Ctrl-C through.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -78,11 +80,6 @@ fn positive_count(name: &str, value: i64) -> PyResult<usize> {
     }
 }
 
-fn check_port(port: i64) -> PyResult<u16> {
-    u16::try_from(port)
-        .map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
-}
-
 fn check_identifier(identifier: &str) -> PyResult<()> {
     if !is_field_value(identifier.as_bytes()) {
         return Err(PyValueError::new_err(format!(
@@ -129,7 +126,7 @@ impl HttpServer {
 impl HttpServer {
     #[new]
     #[pyo3(signature = (
-        port = 8080,
+        port = arguments::Port(8080),
         bind_address = "*",
         server_identifier = "GodotTPD",
         *,
@@ -150,7 +147,7 @@ impl HttpServer {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        port: i64,
+        port: arguments::Port,
         bind_address: &str,
         server_identifier: &str,
         threaded: bool,
@@ -193,29 +190,22 @@ impl HttpServer {
             keepalive_timeout: positive_seconds("keepalive_timeout", keepalive_timeout)?,
             write_timeout: positive_seconds("write_timeout", write_timeout)?,
             max_connections: positive_count("max_connections", max_connections)?,
-            shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
-                Duration::from_secs_f64(shutdown_grace)
-            } else {
-                return Err(PyValueError::new_err(format!(
-                    "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
-                )));
-            },
+            shutdown_grace: arguments::non_negative_seconds("shutdown_grace", shutdown_grace)?,
         };
         Ok(HttpServer {
             settings: Mutex::new(Settings {
-                port: check_port(port)?,
+                port: port.0,
                 bind_address: bind_address.to_owned(),
             }),
             limits,
             threaded,
-            io_threads: positive_count("io_threads", io_threads)?.min(64),
-            handler_threads: usize::try_from(handler_threads)
-                .map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "handler_threads must be >= 0, not {handler_threads}"
-                    ))
-                })?
-                .min(256),
+            io_threads: arguments::capped_count("io_threads", io_threads, 1, MAX_IO_THREADS)?,
+            handler_threads: arguments::capped_count(
+                "handler_threads",
+                handler_threads,
+                0,
+                MAX_HANDLER_THREADS,
+            )?,
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
@@ -229,8 +219,8 @@ impl HttpServer {
     }
 
     #[setter]
-    fn set_port(&self, port: i64) -> PyResult<()> {
-        let port = check_port(port)?;
+    fn set_port(&self, port: &Bound<'_, PyAny>) -> PyResult<()> {
+        let port = arguments::port(port)?;
         if self.is_running() {
             return Err(PyRuntimeError::new_err(
                 "cannot change the port of a running server",
@@ -501,15 +491,12 @@ impl HttpServer {
             return Ok(0);
         };
         // Another thread polling at the same time has the jobs; this call finds none.
-        let Ok(receiver) = jobs.try_lock() else {
-            return Ok(0);
+        let receiver = match jobs.try_lock() {
+            Ok(receiver) => receiver,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
         };
-        let ran = if timeout > 0.0 {
-            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout)).0
-        } else {
-            run_ready(py, &receiver).0
-        };
-        Ok(ran)
+        poll_jobs(py, &receiver, timeout)
     }
 
     /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
