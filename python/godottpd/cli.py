@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--cache-control",
+        default="no-cache",
+        metavar="VALUE",
+        help=(
+            'the Cache-Control header of every answer (default: "no-cache": browsers '
+            "revalidate each time, which a 304 makes cheap, so a re-exported game is never "
+            'stale); "" sends none'
+        ),
+    )
+    parser.add_argument(
         "--cors",
         action="append",
         default=[],
@@ -131,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_page=args.index,
             fallback_page=args.fallback,
             cross_origin_isolation=args.cross_origin_isolation,
+            cache_control=args.cache_control or None,
         )
         server = HttpServer(port=args.port, bind_address=args.bind, access_log=not args.quiet)
         server.register_router("/", router)
@@ -144,12 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    print(
-        f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
-        flush=True,
-    )
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
+    # From here on the server runs: Ctrl-C (or SIGTERM) at any point, even while the URL line
+    # below is blocked on a full stdout pipe, stops it cleanly and exits 0.
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        print(
+            f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
+            flush=True,
+        )
         server.serve_forever()
     except (KeyboardInterrupt, _Terminated):
         pass

@@ -120,6 +120,9 @@ pub fn path_error(error: &std::io::Error, path: &std::path::Path) -> PyErr {
 #[pymethods]
 impl HttpFileRouter {
     #[new]
+    #[pyo3(text_signature = "(path, index_page='index.html', fallback_page='', \
+        extensions=['html'], exclude_extensions=[], cross_origin_isolation=False, \
+        cache_control=None)")]
     #[pyo3(signature = (
         path,
         index_page = None,
