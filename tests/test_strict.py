@@ -568,7 +568,7 @@ def test_bad_chunked_body_is_400(app, raw, build, body) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param(b"5 \r\nhello\r\n0\r\n\r\n", id="bws-after-size"),
+        pytest.param(b"5 ;a=b\r\nhello\r\n0\r\n\r\n", id="bws-before-extension"),
         pytest.param(b"5;a=b\r\nhello\r\n0\r\n\r\n", id="extension"),
         pytest.param(b'5;a="q;x"\r\nhello\r\n0\r\n\r\n', id="quoted-extension"),
         pytest.param(b"5;" + b"a" * 8000 + b"\r\nhello\r\n0\r\n\r\n", id="8k-extension"),
