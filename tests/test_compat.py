@@ -40,9 +40,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_file_router_takes_godottpd_options_dict(serve, fetch, project: Path) -> None:
-    router = HttpFileRouter(
-        str(project), {"fallback_page": "app.html", "extensions": ["html"]}
-    )
+    router = HttpFileRouter(str(project), {"fallback_page": "app.html", "extensions": ["html"]})
     assert router.fallback_page == "app.html"
     assert router.extensions == ["html"]
     srv = serve({"/": router})
@@ -89,7 +87,12 @@ def test_file_router_keywords_keep_working(serve, fetch, project: Path) -> None:
 @pytest.mark.parametrize("exclude", [[], ["txt"]])
 def test_gd_scripts_are_never_served(serve, fetch, project: Path, exclude: list[str]) -> None:
     srv = serve({"/": HttpFileRouter(project, exclude_extensions=exclude, extensions=["gd"])})
-    for path in ("/scripts/player.gd", "/scripts/Enemy.GD", "/scripts/player", "/scripts/%70layer.gd"):
+    for path in (
+        "/scripts/player.gd",
+        "/scripts/Enemy.GD",
+        "/scripts/player",
+        "/scripts/%70layer.gd",
+    ):
         r = fetch(srv, "GET", path)
         assert r.status == 404, path
         assert b"extends" not in r.body
@@ -379,7 +382,13 @@ def test_handlers_may_raise_bad_request(serve, make_router, fetch, caplog) -> No
 def test_request_text_decodes_by_charset(serve, fetch, probe) -> None:
     text = probe(lambda request: request.text)
     srv = serve({"/": text})
-    fetch(srv, "POST", "/", body="héllo".encode("latin-1"), headers={"Content-Type": "text/plain; charset=latin-1"})
+    fetch(
+        srv,
+        "POST",
+        "/",
+        body="héllo".encode("latin-1"),
+        headers={"Content-Type": "text/plain; charset=latin-1"},
+    )
     assert text.result() == "héllo"
     fetch(srv, "POST", "/", body="héllo".encode())
     assert text.result() == "héllo"
