@@ -761,11 +761,20 @@ mod tests {
             raw.extend_from_slice(b"\r\n\r\n");
             assert_eq!(status_of(&raw), 400, "{}", String::from_utf8_lossy(bad));
         }
-        for good in [&b"[::1]"[..], b"[::ffff:1.2.3.4]:8080", b"[v7.fe:80]", b"[::1]:"] {
+        for good in [
+            &b"[::1]"[..],
+            b"[::ffff:1.2.3.4]:8080",
+            b"[v7.fe:80]",
+            b"[::1]:",
+        ] {
             let mut raw = b"GET / HTTP/1.1\r\nHost: ".to_vec();
             raw.extend_from_slice(good);
             raw.extend_from_slice(b"\r\n\r\n");
-            assert!(parse(&raw).unwrap().is_some(), "{}", String::from_utf8_lossy(good));
+            assert!(
+                parse(&raw).unwrap().is_some(),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
         }
     }
 
@@ -781,9 +790,13 @@ mod tests {
 
     #[test]
     fn higher_minor_versions_are_http_1_1() {
-        let head = parse(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(!head.http10);
-        let head = parse(b"\r\nGET / HTTP/1.9\r\nHost: a\r\n\r\n").unwrap().unwrap();
+        let head = parse(b"\r\nGET / HTTP/1.9\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(!head.http10 && head.keep_alive);
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
         assert_eq!(status_of(b"GET / HTTP/3.1\r\nHost: a\r\n\r\n"), 505);
@@ -801,7 +814,9 @@ mod tests {
             status_of(b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"),
             400
         );
-        let origin = parse(b"GET / HTTP/1.1\r\nHost: h:1\r\n\r\n").unwrap().unwrap();
+        let origin = parse(b"GET / HTTP/1.1\r\nHost: h:1\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(origin.host(), b"h:1");
     }
 

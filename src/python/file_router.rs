@@ -60,9 +60,11 @@ fn strings(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<String>> {
             "HttpFileRouter option {key:?} must be a list of str, not a str"
         )));
     }
-    value
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("HttpFileRouter option {key:?} must be a list of str")))
+    value.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "HttpFileRouter option {key:?} must be a list of str"
+        ))
+    })
 }
 
 /// GodotTPD's options dictionary, merged into the keywords.
@@ -87,7 +89,11 @@ fn apply_options(given: &mut Given, options: &Bound<'_, PyDict>) -> PyResult<()>
                 set_once(&mut given.cross_origin_isolation, &key, value.is_truthy()?)?
             }
             "cache_control" => {
-                let value = if value.is_none() { None } else { Some(text(&value)?) };
+                let value = if value.is_none() {
+                    None
+                } else {
+                    Some(text(&value)?)
+                };
                 set_once(&mut given.cache_control, &key, value)?
             }
             _ => {
@@ -185,11 +191,13 @@ impl HttpFileRouter {
         }
         let route = FileRoute::new(root, &settings)
             .map_err(|SettingsError(message)| PyValueError::new_err(message))?;
-        Ok(PyClassInitializer::from(HttpRouter).add_subclass(HttpFileRouter {
-            route: Arc::new(route),
-            path: path.to_string_lossy().into_owned(),
-            settings,
-        }))
+        Ok(
+            PyClassInitializer::from(HttpRouter).add_subclass(HttpFileRouter {
+                route: Arc::new(route),
+                path: path.to_string_lossy().into_owned(),
+                settings,
+            }),
+        )
     }
 
     /// The served folder, as given.

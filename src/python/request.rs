@@ -257,7 +257,11 @@ impl HttpRequest {
             }
         }
         let decoder = TEXT_DECODER.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("godottpd._body")?.getattr("decode_text")?.unbind())
+            Ok::<_, PyErr>(
+                py.import("godottpd._body")?
+                    .getattr("decode_text")?
+                    .unbind(),
+            )
         })?;
         decoder.call1(py, (content_type.map(decode_field), self.body(py)))
     }

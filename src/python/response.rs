@@ -507,9 +507,8 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
 /// RFC 6265 §5.2.2: `max-age-av = "Max-Age=" non-zero-digit *DIGIT`, a leading `-` allowed
 /// when parsing (it expires the cookie at once).
 fn max_age(value: &Bound<'_, PyAny>) -> PyResult<i64> {
-    let invalid = || {
-        PyValueError::new_err("cookie max-age must be an int or a string of digits (seconds)")
-    };
+    let invalid =
+        || PyValueError::new_err("cookie max-age must be an int or a string of digits (seconds)");
     if value.is_instance_of::<pyo3::types::PyBool>() {
         return Err(invalid());
     }

@@ -125,11 +125,13 @@ impl HttpServer {
 #[pymethods]
 impl HttpServer {
     #[new]
-    #[pyo3(text_signature = "(port=8080, bind_address='*', server_identifier='GodotTPD', *, \
+    #[pyo3(
+        text_signature = "(port=8080, bind_address='*', server_identifier='GodotTPD', *, \
         threaded=True, max_request_line=8192, max_head_size=16384, max_headers=100, \
         max_body_size=10485760, header_timeout=10.0, body_timeout=30.0, \
         keepalive_timeout=5.0, write_timeout=30.0, max_connections=1024, shutdown_grace=5.0, \
-        io_threads=1, handler_threads=8, access_log=False)")]
+        io_threads=1, handler_threads=8, access_log=False)"
+    )]
     #[pyo3(signature = (
         port = arguments::Port(8080),
         bind_address = "*",

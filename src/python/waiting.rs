@@ -24,7 +24,9 @@ pub fn poll_jobs(py: Python<'_>, receiver: &Receiver<Work>, timeout: f64) -> PyR
         .and_then(|timeout| Instant::now().checked_add(timeout));
     loop {
         let slice = match deadline {
-            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE),
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_SLICE),
             None => SIGNAL_SLICE,
         };
         let (ran, stopped) = wait_and_run(py, receiver, slice);

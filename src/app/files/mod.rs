@@ -471,7 +471,10 @@ impl FileRoute {
         let mut exclude_extensions =
             normalize_extensions("exclude_extensions", &settings.exclude_extensions)?;
         for never in NEVER_SERVED {
-            if !exclude_extensions.iter().any(|extension| extension == never) {
+            if !exclude_extensions
+                .iter()
+                .any(|extension| extension == never)
+            {
                 exclude_extensions.push((*never).to_owned());
             }
         }
