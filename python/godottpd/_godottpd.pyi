@@ -136,7 +136,15 @@ class HttpResponse:
     def set(self, field: str, value: str | int | float) -> None:
         """Sets a header, replacing any of the same name (case-insensitive)."""
     def cookie(self, name: str, value: str, options: dict[str, Any] | None = None) -> None:
-        """Adds a cookie; options: domain, path, expires, max-age, secure, httpOnly, sameSite."""
+        """Adds a cookie, sent as its own ``Set-Cookie`` line.
+
+        Options as GodotTPD spells them or in Python's spelling: ``domain``, ``path``,
+        ``expires`` (a ``datetime``, a Unix time or an HTTP date), ``max-age``/``max_age``
+        (an ``int`` or a string of digits), ``secure``, ``httpOnly``/``http_only``
+        (``True`` or ``"true"``), ``sameSite``/``same_site`` (``"Strict"``, ``"Lax"``,
+        ``"None"``, or ``True`` for Strict), ``partitioned`` (needs ``secure``). A bad
+        name, value or option, or an unknown option, is a ``ValueError``.
+        """
 
 @disjoint_base
 class HttpRouter:
@@ -204,7 +212,18 @@ class HttpFileRouter(HttpRouter):
 
 @final
 class HttpServer:
-    """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads."""
+    """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads.
+
+    ``port`` is an ``int`` (a ``bool`` is a ``TypeError``), 0 picks a free port. Limits, past
+    which the client gets 414, 431, 413, 408 or 503 and the server carries on:
+    ``max_request_line`` (8192), ``max_head_size`` (16384), ``max_headers`` (100, at most
+    256), ``max_body_size`` (10 MiB), ``header_timeout`` (10 s), ``body_timeout`` (30 s),
+    ``keepalive_timeout`` (5 s), ``write_timeout`` (30 s), ``max_connections`` (1024).
+    ``shutdown_grace`` (5 s) bounds ``stop()``; every timeout is at most 1e9 s.
+    ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
+    runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
+    A value out of range is a ``ValueError`` naming the argument and its bound.
+    """
 
     def __new__(
         cls,

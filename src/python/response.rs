@@ -49,7 +49,7 @@ struct State {
     server_identifier: Option<String>,
 }
 
-/// A response to one request.
+/// The response to one request; send it once with ``send``, ``send_raw`` or ``json``.
 #[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
 pub struct HttpResponse {
     context: ReplyContext,
@@ -291,7 +291,7 @@ impl HttpResponse {
         Client::new(self.context.connection.clone())
     }
 
-    /// Sent as `Server`; an empty string sends no `Server` header.
+    /// Sent as ``Server``; an empty string sends no ``Server`` header.
     #[getter(server_identifier)]
     fn get_server_identifier(&self) -> String {
         self.state()
@@ -311,7 +311,7 @@ impl HttpResponse {
         Ok(())
     }
 
-    /// The headers set with `set()`; live, so entries assigned here are sent too.
+    /// The headers to send; live, so entries assigned here are sent too.
     #[getter]
     fn headers(&self, py: Python<'_>) -> Py<PyDict> {
         self.headers
@@ -319,7 +319,7 @@ impl HttpResponse {
             .clone_ref(py)
     }
 
-    /// The `Set-Cookie` values added with `cookie()`, one header line each.
+    /// The ``Set-Cookie`` values to send, one line each.
     #[getter]
     fn cookies(&self, py: Python<'_>) -> Py<PyList> {
         self.cookies
@@ -327,7 +327,7 @@ impl HttpResponse {
             .clone_ref(py)
     }
 
-    /// Whether a `send*` call has gone through.
+    /// Whether the response has been sent.
     #[getter(is_sent)]
     fn is_sent_flag(&self) -> bool {
         self.is_sent()
@@ -374,7 +374,7 @@ impl HttpResponse {
         }
     }
 
-    /// Sends a str body, UTF-8 encoded.
+    /// Sends a ``str`` body, UTF-8 encoded; ``text/*`` types get ``; charset=utf-8``.
     #[pyo3(signature = (status_code, data = None, content_type = "text/html"))]
     fn send(
         &self,
@@ -401,7 +401,7 @@ impl HttpResponse {
         self.finish(py, status, content_type.as_bytes(), text.as_bytes())
     }
 
-    /// Sends a dict or a list as `application/json`.
+    /// Sends a dict or a list as ``application/json``.
     fn json(&self, py: Python<'_>, status_code: i64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let status = check_status(status_code)?;
         if !data.is_instance_of::<PyDict>() && !data.is_instance_of::<PyList>() {
@@ -434,7 +434,14 @@ impl HttpResponse {
         headers.set_item(field, value)
     }
 
-    /// Adds a cookie, sent as its own `Set-Cookie` line.
+    /// Adds a cookie, sent as its own ``Set-Cookie`` line.
+    ///
+    /// Options as GodotTPD spells them or in Python's spelling: ``domain``, ``path``,
+    /// ``expires`` (a ``datetime``, a Unix time or an HTTP date), ``max-age``/``max_age``
+    /// (an ``int`` or a string of digits), ``secure``, ``httpOnly``/``http_only``
+    /// (``True`` or ``"true"``), ``sameSite``/``same_site`` (``"Strict"``, ``"Lax"``,
+    /// ``"None"``, or ``True`` for Strict), ``partitioned`` (needs ``secure``). A bad
+    /// name, value or option, or an unknown option, is a ``ValueError``.
     #[pyo3(signature = (name, value, options = None))]
     fn cookie(
         &self,

@@ -44,7 +44,17 @@ struct Running {
     access_log: Option<(Sender<AccessEvent>, std::thread::JoinHandle<()>)>,
 }
 
-/// An HTTP/1.1 server.
+/// An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads.
+///
+/// ``port`` is an ``int`` (a ``bool`` is a ``TypeError``), 0 picks a free port. Limits, past
+/// which the client gets 414, 431, 413, 408 or 503 and the server carries on:
+/// ``max_request_line`` (8192), ``max_head_size`` (16384), ``max_headers`` (100, at most
+/// 256), ``max_body_size`` (10 MiB), ``header_timeout`` (10 s), ``body_timeout`` (30 s),
+/// ``keepalive_timeout`` (5 s), ``write_timeout`` (30 s), ``max_connections`` (1024).
+/// ``shutdown_grace`` (5 s) bounds ``stop()``; every timeout is at most 1e9 s.
+/// ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
+/// runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
+/// A value out of range is a ``ValueError`` naming the argument and its bound.
 #[pyclass(frozen, module = "godottpd._godottpd")]
 pub struct HttpServer {
     settings: Mutex<Settings>,
@@ -219,7 +229,7 @@ impl HttpServer {
         })
     }
 
-    /// The port; once started, the port actually bound (useful with `port=0`).
+    /// The port; once started, the one actually bound.
     #[getter]
     fn get_port(&self) -> u16 {
         lock(&self.settings).port
@@ -276,14 +286,13 @@ impl HttpServer {
         lock(&self.running).is_some()
     }
 
-    /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
+    /// Whether handlers run on the server's thread (else in ``poll()``).
     #[getter]
     fn threaded(&self) -> bool {
         self.threaded
     }
 
-    /// Adds a route; routes are tried in registration order and the first match wins.
-    /// An `HttpFileRouter` takes its path as a prefix and serves everything below it.
+    /// Adds a route; the first registered match wins.
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(files) = router.cast::<HttpFileRouter>() {
             let pattern =
@@ -304,7 +313,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Turns CORS on for `allowed_origins` (a list of origins, or `["*"]`).
+    /// Turns CORS on for the given origins (``"*"`` for all).
     #[pyo3(signature = (
         allowed_origins,
         access_control_allowed_methods = "POST, GET, OPTIONS",
@@ -336,8 +345,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Starts listening and serving; returns once the socket listens. Raises `OSError` if
-    /// it cannot listen. A second call does nothing.
+    /// Listens and serves; raises ``OSError`` if it cannot listen.
     fn start(&self) -> PyResult<()> {
         let mut running = lock(&self.running);
         if running.is_some() {
@@ -431,8 +439,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, closes every
-    /// connection and returns. A second call does nothing.
+    /// Finishes in-flight requests (up to ``shutdown_grace``), then closes.
     fn stop(&self, py: Python<'_>) {
         let Some(running) = lock(&self.running).take() else {
             return;
@@ -479,9 +486,7 @@ impl HttpServer {
         }
     }
 
-    /// Runs the handlers of the requests that are waiting, on this thread, and returns how
-    /// many ran; with `timeout`, first waits up to that many seconds for one. Poll mode only
-    /// (`HttpServer(threaded=False)`).
+    /// Runs waiting handlers on this thread (poll mode); returns how many ran.
     #[pyo3(signature = (timeout = 0.0))]
     fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
         if !self.is_poll_mode() {
@@ -506,8 +511,7 @@ impl HttpServer {
         poll_jobs(py, &receiver, timeout)
     }
 
-    /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
-    /// arrives (both stop gracefully); in poll mode it runs the handlers itself.
+    /// Serves until ``stop()`` or Ctrl-C.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
         self.start()?;
         let previous_sigterm = install_sigterm_handler(py)?;
