@@ -25,6 +25,8 @@ mod _godottpd {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::python::errors::BadRequest;
+    #[pymodule_export]
     use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]
     use crate::python::request::{Client, Headers, HttpRequest};

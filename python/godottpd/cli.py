@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--cache-control",
+        default="no-cache",
+        metavar="VALUE",
+        help=(
+            'the Cache-Control header of every answer (default: "no-cache": browsers '
+            "revalidate each time, which a 304 makes cheap, so a re-exported game is never "
+            'stale); "" sends none'
+        ),
+    )
+    parser.add_argument(
         "--cors",
         action="append",
         default=[],
@@ -122,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_page=args.index,
             fallback_page=args.fallback,
             cross_origin_isolation=args.cross_origin_isolation,
+            cache_control=args.cache_control or None,
         )
         server = HttpServer(port=args.port, bind_address=args.bind, access_log=not args.quiet)
         server.register_router("/", router)
@@ -135,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
     previous = None
     # From the moment the server runs, Ctrl-C and SIGTERM mean "stop", wherever they land
     # (even while the URL line below is blocked on a full stdout pipe).

@@ -17,10 +17,12 @@ use crate::http::token::is_field_value;
 use crate::io::engine::Engine;
 use crate::io::listener::{accept_loop, bind};
 use crate::python::access_log::log_thread;
+use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS};
 use crate::python::file_router::HttpFileRouter;
-use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, PythonApp, Work};
+use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::python::type_name::type_name;
+use crate::python::waiting::poll_jobs;
 
 /// How long a body may arrive at any rate before `min_body_rate` applies.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
@@ -89,7 +91,17 @@ impl Running {
     }
 }
 
-/// An HTTP/1.1 server.
+/// An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads.
+///
+/// ``port`` is an ``int`` (a ``bool`` is a ``TypeError``), 0 picks a free port. Limits, past
+/// which the client gets 414, 431, 413, 408 or 503 and the server carries on:
+/// ``max_request_line`` (8192), ``max_head_size`` (16384), ``max_headers`` (100, at most
+/// 256), ``max_body_size`` (10 MiB), ``header_timeout`` (10 s), ``body_timeout`` (30 s),
+/// ``keepalive_timeout`` (5 s), ``write_timeout`` (30 s), ``max_connections`` (1024).
+/// ``shutdown_grace`` (5 s) bounds ``stop()``; every timeout is at most 1e9 s.
+/// ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
+/// runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
+/// A value out of range is a ``ValueError`` naming the argument and its bound.
 #[pyclass(frozen, module = "godottpd._godottpd")]
 pub struct HttpServer {
     settings: Mutex<Settings>,
@@ -122,11 +134,6 @@ fn positive_count(name: &str, value: i64) -> PyResult<usize> {
             "{name} must be a positive integer, not {value}"
         ))),
     }
-}
-
-fn check_port(port: i64) -> PyResult<u16> {
-    u16::try_from(port)
-        .map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
 }
 
 fn check_identifier(identifier: &str) -> PyResult<()> {
@@ -175,8 +182,15 @@ impl HttpServer {
 #[pymethods]
 impl HttpServer {
     #[new]
+    #[pyo3(
+        text_signature = "(port=8080, bind_address='*', server_identifier='GodotTPD', *, \
+        threaded=True, max_request_line=8192, max_head_size=16384, max_headers=100, \
+        max_body_size=10485760, header_timeout=10.0, body_timeout=30.0, \
+        keepalive_timeout=5.0, write_timeout=30.0, max_connections=1024, shutdown_grace=5.0, \
+        io_threads=1, handler_threads=8, access_log=False)"
+    )]
     #[pyo3(signature = (
-        port = 8080,
+        port = arguments::Port(8080),
         bind_address = "*",
         server_identifier = "GodotTPD",
         *,
@@ -198,7 +212,7 @@ impl HttpServer {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        port: i64,
+        port: arguments::Port,
         bind_address: &str,
         server_identifier: &str,
         threaded: bool,
@@ -248,46 +262,39 @@ impl HttpServer {
             })?,
             body_rate_grace: BODY_RATE_GRACE,
             max_connections: positive_count("max_connections", max_connections)?,
-            shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
-                Duration::from_secs_f64(shutdown_grace)
-            } else {
-                return Err(PyValueError::new_err(format!(
-                    "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
-                )));
-            },
+            shutdown_grace: arguments::non_negative_seconds("shutdown_grace", shutdown_grace)?,
         };
         Ok(HttpServer {
             settings: Mutex::new(Settings {
-                port: check_port(port)?,
+                port: port.0,
                 bind_address: bind_address.to_owned(),
             }),
             limits,
             mode: HandlerMode::new(
                 threaded,
-                usize::try_from(handler_threads)
-                    .map_err(|_| {
-                        PyValueError::new_err(format!(
-                            "handler_threads must be >= 0, not {handler_threads}"
-                        ))
-                    })?
-                    .min(256),
+                arguments::capped_count(
+                    "handler_threads",
+                    handler_threads,
+                    0,
+                    MAX_HANDLER_THREADS,
+                )?,
             ),
-            io_threads: positive_count("io_threads", io_threads)?.min(64),
+            io_threads: arguments::capped_count("io_threads", io_threads, 1, MAX_IO_THREADS)?,
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
         })
     }
 
-    /// The port; once started, the port actually bound (useful with `port=0`).
+    /// The port; once started, the one actually bound.
     #[getter]
     fn get_port(&self) -> u16 {
         lock(&self.settings).port
     }
 
     #[setter]
-    fn set_port(&self, port: i64) -> PyResult<()> {
-        let port = check_port(port)?;
+    fn set_port(&self, port: &Bound<'_, PyAny>) -> PyResult<()> {
+        let port = arguments::port(port)?;
         if self.is_running() {
             return Err(PyRuntimeError::new_err(
                 "cannot change the port of a running server",
@@ -336,14 +343,13 @@ impl HttpServer {
         lock(&self.running).is_some()
     }
 
-    /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
+    /// Whether handlers run on the server's thread (else in ``poll()``).
     #[getter]
     fn threaded(&self) -> bool {
         self.mode != HandlerMode::Poll
     }
 
-    /// Adds a route; routes are tried in registration order and the first match wins.
-    /// An `HttpFileRouter` takes its path as a prefix and serves everything below it.
+    /// Adds a route; the first registered match wins.
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(files) = router.cast::<HttpFileRouter>() {
             let pattern =
@@ -364,7 +370,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Turns CORS on for `allowed_origins` (a list of origins, or `["*"]`).
+    /// Turns CORS on for the given origins (``"*"`` for all).
     #[pyo3(signature = (
         allowed_origins,
         access_control_allowed_methods = "POST, GET, OPTIONS",
@@ -396,8 +402,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Starts listening and serving; returns once the socket listens. Raises `OSError` if
-    /// it cannot listen. A second call does nothing.
+    /// Listens and serves; raises ``OSError`` if it cannot listen.
     fn start(&self) -> PyResult<()> {
         let mut running = lock(&self.running);
         if running.is_some() {
@@ -488,8 +493,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, closes every
-    /// connection and returns. A second call does nothing.
+    /// Finishes in-flight requests (up to ``shutdown_grace``), then closes.
     fn stop(&self, py: Python<'_>) {
         let Some(running) = lock(&self.running).take() else {
             return;
@@ -537,9 +541,7 @@ impl HttpServer {
         }
     }
 
-    /// Runs the handlers of the requests that are waiting, on this thread, and returns how
-    /// many ran; with `timeout`, first waits up to that many seconds for one. Poll mode only
-    /// (`HttpServer(threaded=False)`).
+    /// Runs waiting handlers on this thread (poll mode); returns how many ran.
     #[pyo3(signature = (timeout = 0.0))]
     fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
         if self.mode != HandlerMode::Poll {
@@ -556,20 +558,16 @@ impl HttpServer {
             return Ok(0);
         };
         // Another thread polling at the same time has the jobs; this call finds none.
-        let Ok(receiver) = jobs.try_lock() else {
-            return Ok(0);
+        let receiver = match jobs.try_lock() {
+            Ok(receiver) => receiver,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
         };
-        let ran = if timeout > 0.0 {
-            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout))
-        } else {
-            run_ready(py, &receiver)
-        };
-        Ok(ran.jobs)
+        poll_jobs(py, &receiver, timeout)
     }
 
-    /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
-    /// arrives (both stop gracefully: Ctrl-C then raises `KeyboardInterrupt`, SIGTERM
-    /// returns normally); in poll mode it runs the handlers itself.
+    /// Serves until ``stop()`` is called, Ctrl-C is pressed or SIGTERM arrives (both stop
+    /// gracefully: Ctrl-C then raises ``KeyboardInterrupt``, SIGTERM returns normally).
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
         self.start()?;
         // SIGTERM's handling lives in one place, `godottpd._signals`.
