@@ -1,12 +1,13 @@
-"""Checks a built Linux wheel: its manylinux tag holds and it is a true abi3 wheel.
+"""Checks a built Linux wheel: its manylinux/musllinux tag holds and it is a true abi3 wheel.
 
     python packaging/check_wheel.py dist/godottpd-*.whl
 
-* ``auditwheel show`` must find the wheel consistent with ``manylinux_2_17_<arch>`` (the
-  policy of manylinux2014), and no symbol it references may need a glibc newer than 2.17.
+* ``auditwheel show`` must find the wheel consistent with the tag in its name,
+  ``manylinux_2_17_<arch>`` (the policy of manylinux2014) or ``musllinux_1_2_<arch>``; for
+  manylinux, no symbol the wheel references may need a glibc newer than 2.17.
   ``auditwheel show`` itself exits 0 whatever it finds, so its report is read here.
 * ``abi3audit --strict`` must find no symbol outside the stable ABI of CPython 3.9.
-* The wheel's own tags must say ``cp39-abi3`` and ``manylinux_2_17``.
+* The wheel's own tags must say ``cp39-abi3`` and ``manylinux_2_17`` or ``musllinux_1_2``.
 
 Exits non-zero with the reason on the first failure. Run with the tools environment of
 ``make wheels`` (``auditwheel`` and ``abi3audit`` on ``PATH``).
@@ -42,27 +43,32 @@ def check(wheel: Path) -> None:
     name = wheel.name
     if "-cp39-abi3-" not in name:
         fail(f"{name} is not tagged cp39-abi3")
-    if "manylinux_2_17_" not in name:
-        fail(f"{name} is not tagged manylinux_2_17 (manylinux2014)")
-    arch = name.rsplit("manylinux_2_17_", 1)[1].removesuffix(".whl")
+    match = re.search(r"(manylinux_2_17|musllinux_1_2)_([a-z0-9_]+)\.whl$", name)
+    if match is None:
+        fail(f"{name} is tagged neither manylinux_2_17 (manylinux2014) nor musllinux_1_2")
+    policy, arch = match.group(1), match.group(2)
 
     report = " ".join(run("auditwheel", "show", str(wheel)).split())
-    wanted = f'is consistent with the following platform tag: "manylinux_2_17_{arch}"'
+    wanted = f'is consistent with the following platform tag: "{policy}_{arch}"'
     if wanted not in report:
-        fail(f"auditwheel does not find the wheel consistent with manylinux_2_17_{arch}")
-    versions = {
-        (int(major), int(minor)) for major, minor in re.findall(r"GLIBC_(\d+)\.(\d+)", report)
-    }
-    if not versions:
-        fail("auditwheel listed no glibc symbol versions (unexpected report format)")
-    newest = max(versions)
-    if newest > GLIBC_MAX:
-        fail(f"a symbol needs GLIBC_{newest[0]}.{newest[1]}, newer than 2.17")
-    print(
-        f"check_wheel: auditwheel: manylinux_2_17_{arch}, newest glibc symbol "
-        f"GLIBC_{newest[0]}.{newest[1]}",
-        flush=True,
-    )
+        fail(f"auditwheel does not find the wheel consistent with {policy}_{arch}")
+    if policy == "manylinux_2_17":
+        versions = {
+            (int(major), int(minor))
+            for major, minor in re.findall(r"GLIBC_(\d+)\.(\d+)", report)
+        }
+        if not versions:
+            fail("auditwheel listed no glibc symbol versions (unexpected report format)")
+        newest = max(versions)
+        if newest > GLIBC_MAX:
+            fail(f"a symbol needs GLIBC_{newest[0]}.{newest[1]}, newer than 2.17")
+        print(
+            f"check_wheel: auditwheel: {policy}_{arch}, newest glibc symbol "
+            f"GLIBC_{newest[0]}.{newest[1]}",
+            flush=True,
+        )
+    else:
+        print(f"check_wheel: auditwheel: {policy}_{arch}", flush=True)
 
     report = run("abi3audit", "--strict", "--report", str(wheel))
     try:
