@@ -29,14 +29,14 @@ fuzz:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets --release -- -D warnings
-	$(PYTHON) -m ruff check python tests examples benches
-	$(PYTHON) -m ruff format --check python tests examples benches
-	$(PYTHON) -m mypy --strict python/godottpd examples
+	$(PYTHON) -m ruff check python tests examples benches packaging
+	$(PYTHON) -m ruff format --check python tests examples benches packaging
+	$(PYTHON) -m mypy --strict python/godottpd examples packaging
 	$(PYTHON) -m mypy.stubtest godottpd._godottpd --allowlist .mypy-stubtest-allowlist
 
 format:
 	cargo fmt
-	$(PYTHON) -m ruff format python tests examples benches
+	$(PYTHON) -m ruff format python tests examples benches packaging
 
 bench:
 	cargo bench --bench core

@@ -20,12 +20,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 GLIBC_MAX = (2, 17)
 ABI3_BASELINE = "3.9"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"check_wheel: FAIL: {message}", flush=True)
     sys.exit(1)
 
@@ -54,8 +55,7 @@ def check(wheel: Path) -> None:
         fail(f"auditwheel does not find the wheel consistent with {policy}_{arch}")
     if policy == "manylinux_2_17":
         versions = {
-            (int(major), int(minor))
-            for major, minor in re.findall(r"GLIBC_(\d+)\.(\d+)", report)
+            (int(major), int(minor)) for major, minor in re.findall(r"GLIBC_(\d+)\.(\d+)", report)
         }
         if not versions:
             fail("auditwheel listed no glibc symbol versions (unexpected report format)")

@@ -153,7 +153,7 @@ def tls_files(made: Any, folder: Path) -> tuple[str, str]:
             path = folder / name
             path.write_text(value)
             return str(path)
-        return os.fspath(value)
+        return str(os.fspath(value))
 
     return as_file(cert, "cert.pem"), as_file(key, "key.pem")
 

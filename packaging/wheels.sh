@@ -83,12 +83,12 @@ printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$TOOLS/bin/python" >"$TOOLS/zig
 chmod +x "$TOOLS/zig-bin/zig"
 export PATH="$TOOLS/zig-bin:$TOOLS/bin:$PATH"
 echo "maturin $(maturin --version | cut -d' ' -f2), zig $(zig version)," \
-    "auditwheel $(auditwheel --version | cut -d' ' -f2), abi3audit $(abi3audit --version | awk '{print $NF}')"
+    "auditwheel $(auditwheel --version | head -n 1 | cut -d' ' -f2), abi3audit $(abi3audit --version | awk '{print $NF}')"
 
 step "actionlint .github/workflows (with shellcheck), shellcheck packaging/wheels.sh"
 actionlint -version | head -n 1
 actionlint -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
-shellcheck packaging/wheels.sh .ci/run
+shellcheck packaging/wheels.sh
 echo "workflows and scripts: no findings"
 
 step "maturin build --release --zig --compatibility manylinux2014 (x86_64)"
