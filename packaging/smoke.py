@@ -66,8 +66,8 @@ def fetch(
     if context is None:
         connection = http.client.HTTPConnection(HOST, port, timeout=10)
     else:
-        # The certificate names localhost; connect to 127.0.0.1 and check the name localhost.
-        connection = http.client.HTTPSConnection("localhost", port, timeout=10, context=context)
+        # The self-signed certificate names 127.0.0.1 (and localhost): checked against HOST.
+        connection = http.client.HTTPSConnection(HOST, port, timeout=10, context=context)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
