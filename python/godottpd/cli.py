@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from godottpd import _signals
-from godottpd._godottpd import HttpFileRouter, HttpServer
+from godottpd._godottpd import HttpFileRouter, HttpServer, __version__
 
 DEFAULT_PORT = 8000
 
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
             "No request can reach anything outside the folder. Stop with Ctrl-C."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"godottpd {__version__}")
     parser.add_argument(
         "directory",
         nargs="?",
