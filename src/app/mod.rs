@@ -13,4 +13,5 @@ pub mod cookie;
 pub mod cors;
 pub(crate) mod exchange;
 pub(crate) mod files;
+pub(crate) mod forwarded;
 pub mod routes;

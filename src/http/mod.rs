@@ -15,5 +15,6 @@ pub mod encode;
 pub(crate) mod error;
 pub mod limits;
 pub mod parse;
+pub mod proxy_protocol;
 pub mod status;
 pub mod token;
