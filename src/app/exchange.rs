@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::app::forwarded::ProxySettings;
 use crate::http::encode::Persistence;
 use crate::http::parse::RequestHead;
 
 /// One client connection, as the Python objects see it.
 #[derive(Debug)]
 pub struct ConnectionInfo {
+    /// The client's address: the socket's peer, or the source a PROXY header gave.
     pub peer: SocketAddr,
+    /// Whom to believe about forwarded requests (`request.client`, `scheme`, `host`).
+    pub proxies: Arc<ProxySettings>,
     open: AtomicBool,
     /// The server's "stopping" flag: a response finished while it is set closes the connection.
     server_stopping: Arc<AtomicBool>,
@@ -23,9 +27,16 @@ impl ConnectionInfo {
     pub fn new(peer: SocketAddr, server_stopping: Arc<AtomicBool>) -> Self {
         ConnectionInfo {
             peer,
+            proxies: Arc::default(),
             open: AtomicBool::new(true),
             server_stopping,
         }
+    }
+
+    /// The same connection, judged by `proxies` (set once, before the first request).
+    pub fn behind(mut self, proxies: Arc<ProxySettings>) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// Whether the server is stopping, so that this connection ends after its response.

@@ -60,6 +60,15 @@ impl TrustedProxies {
     }
 }
 
+/// How the server sits behind proxies: the `HttpServer` arguments `trusted_proxies` and
+/// `proxy_protocol`.
+#[derive(Clone, Debug, Default)]
+pub struct ProxySettings {
+    pub trusted: TrustedProxies,
+    /// Every connection starts with a PROXY protocol header (`http::proxy_protocol`).
+    pub proxy_protocol: bool,
+}
+
 /// `http` or `https`, as a trusted proxy reports the scheme the client used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {

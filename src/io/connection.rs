@@ -27,6 +27,7 @@ use crate::http::encode::{encode_simple, Persistence, ServerHeaders};
 use crate::http::error::RequestError;
 use crate::http::parse::{parse_head, Framing, Method, RequestHead};
 use crate::io::engine::{Engine, Target};
+use crate::io::proxy_header::read_proxy_header;
 use crate::io::sendfile::{send_file, send_head};
 use crate::python::access_log::{self, AccessEvent, AccessRecord};
 use crate::python::handler_threads::{Job, Work};
@@ -84,9 +85,22 @@ struct Connection {
 }
 
 /// Serves one connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
     let _ = stream.set_nodelay(true);
-    let info = Arc::new(ConnectionInfo::new(peer, engine.stopping.clone()));
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // With `proxy_protocol=True` the PROXY header comes first and names the client; it and
+    // the first request head share one `header_timeout`.
+    let (peer, head_deadline) = if engine.proxies.proxy_protocol {
+        let deadline = Instant::now() + engine.limits.header_timeout;
+        match read_proxy_header(&mut stream, &mut input, peer, deadline).await {
+            Some(source) => (source, Some(deadline)),
+            None => return,
+        }
+    } else {
+        (peer, None)
+    };
+    let info =
+        Arc::new(ConnectionInfo::new(peer, engine.stopping.clone()).behind(engine.proxies.clone()));
     let horizon = engine
         .limits
         .keepalive_timeout
@@ -95,14 +109,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
     let shutdown = Box::pin(engine.shutdown.clone().cancelled_owned());
     let mut connection = Connection {
         stream,
-        input: BytesMut::with_capacity(READ_CHUNK),
+        input,
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         request_line: None,
         engine,
         info: info.clone(),
         served_any: false,
-        head_deadline: None,
+        head_deadline,
         last_activity: Instant::now(),
         timer,
         shutdown,

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::cors::Cors;
 use crate::app::files::FileRoute;
+use crate::app::forwarded::ProxySettings;
 use crate::app::routes::RouteTable;
 use crate::http::limits::Limits;
 use crate::python::access_log::AccessEvent;
@@ -59,6 +60,8 @@ pub struct Engine {
     pub stopping: Arc<AtomicBool>,
     /// In inline mode, wakes the loop thread out of its I/O round to run the handlers.
     pub job_signal: Option<Arc<Notify>>,
+    /// Behind a proxy (`trusted_proxies`, `proxy_protocol`): see `app::forwarded`.
+    pub proxies: Arc<ProxySettings>,
 }
 
 impl Engine {
@@ -78,6 +81,7 @@ impl Engine {
             open_connections: AtomicUsize::new(0),
             job_signal: None,
             stopping: Arc::new(AtomicBool::new(false)),
+            proxies: Arc::default(),
         }
     }
 

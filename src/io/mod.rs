@@ -12,4 +12,5 @@
 pub(crate) mod connection;
 pub(crate) mod engine;
 pub(crate) mod listener;
+pub(crate) mod proxy_header;
 pub(crate) mod sendfile;
