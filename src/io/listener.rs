@@ -55,12 +55,7 @@ fn listen_on(
 
 /// Binds `bind_address:port`. `"*"` is every IPv4 and IPv6 address (one dual-stack socket,
 /// or IPv4 alone where the host has no IPv6); a name is resolved and its first address
-/// that binds is used.
-pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> {
-    bind_with(bind_address, port, BindOptions::default())
-}
-
-/// [`bind`], with `SO_REUSEPORT` or without listening (see [`BindOptions`]).
+/// that binds is used. `options` add `SO_REUSEPORT` or leave it unlistening.
 pub fn bind_with(
     bind_address: &str,
     port: u16,

@@ -19,3 +19,4 @@ pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod type_name;
+pub(crate) mod workers;

@@ -9,16 +9,18 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use crate::app::cors::Cors;
+use crate::app::forwarded::{ProxySettings, TrustedProxies};
 use crate::app::routes::Pattern;
 use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::http::token::is_field_value;
 use crate::io::engine::{Engine, LiveConfig, Target};
-use crate::io::listener::{accept_loop, bind};
+use crate::io::listener::accept_loop;
 use crate::python::access_log::{log_thread, AccessEvent};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, Work};
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::python::type_name::type_name;
+use crate::python::workers::{self, ListenSource};
 
 /// How often a blocking call wakes up to let Ctrl-C through.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -26,6 +28,8 @@ const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 struct Settings {
     port: u16,
     bind_address: String,
+    /// The inherited socket (`socket=`), or how to bind (see `workers`).
+    listen: ListenSource,
 }
 
 struct Running {
@@ -53,6 +57,8 @@ pub struct HttpServer {
     access_log: bool,
     handler_threads: usize,
     config: Arc<LiveConfig>,
+    /// `trusted_proxies` and `proxy_protocol`.
+    proxies: Arc<ProxySettings>,
     running: Mutex<Option<Running>>,
 }
 
@@ -147,6 +153,9 @@ impl HttpServer {
         io_threads = 1,
         handler_threads = 8,
         access_log = false,
+        trusted_proxies = Vec::new(),
+        proxy_protocol = false,
+        socket = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -167,7 +176,17 @@ impl HttpServer {
         io_threads: i64,
         handler_threads: i64,
         access_log: bool,
+        trusted_proxies: Vec<String>,
+        proxy_protocol: bool,
+        socket: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let trusted = TrustedProxies::parse(trusted_proxies.iter().map(String::as_str))
+            .map_err(|entry| {
+                PyValueError::new_err(format!(
+                    "trusted_proxies: {entry:?} is not an address, a network (\"10.0.0.0/8\") or \"*\""
+                ))
+            })?;
+        let inherited = socket.map(workers::inherited_socket).transpose()?;
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
         if max_headers > MAX_HEADERS_CEILING {
@@ -205,6 +224,14 @@ impl HttpServer {
             settings: Mutex::new(Settings {
                 port: check_port(port)?,
                 bind_address: bind_address.to_owned(),
+                listen: ListenSource {
+                    inherited,
+                    ..ListenSource::default()
+                },
+            }),
+            proxies: Arc::new(ProxySettings {
+                trusted,
+                proxy_protocol,
             }),
             limits,
             threaded,
@@ -350,12 +377,15 @@ impl HttpServer {
             let settings = lock(&self.settings);
             (settings.bind_address.clone(), settings.port)
         };
-        let std_listener = bind(&bind_address, port).map_err(|error| {
-            PyOSError::new_err((
-                error.raw_os_error().unwrap_or(0),
-                format!("cannot listen on {bind_address}:{port}: {error}"),
-            ))
-        })?;
+        let std_listener = lock(&self.settings)
+            .listen
+            .listen(&bind_address, port)
+            .map_err(|error| {
+                workers::listen_error(
+                    &error,
+                    format!("cannot listen on {bind_address}:{port}: {error}"),
+                )
+            })?;
         let bound_port = std_listener
             .local_addr()
             .map(|address| address.port())
@@ -406,6 +436,7 @@ impl HttpServer {
         if inline {
             engine.job_signal = Some(job_signal.clone());
         }
+        engine.proxies = self.proxies.clone();
         let engine = Arc::new(engine);
         runtime.spawn(accept_loop(listener, engine.clone()));
         let thread_error = |error: std::io::Error| {
@@ -452,7 +483,11 @@ impl HttpServer {
         engine
             .stopping
             .store(true, std::sync::atomic::Ordering::Release);
-        stop_accepting(listener_fd);
+        // An inherited socket is left accepting: its connections wait in the backlog for
+        // the next server (systemd socket activation, a supervisor's other workers).
+        if lock(&self.settings).listen.inherited.is_none() {
+            stop_accepting(listener_fd);
+        }
         shutdown.cancel();
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         self.drain(py, &engine, jobs.as_ref());
@@ -514,15 +549,93 @@ impl HttpServer {
 
     /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
     /// arrives (both stop gracefully); in poll mode it runs the handlers itself.
-    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        self.start()?;
-        let previous_sigterm = install_sigterm_handler(py)?;
-        let outcome = self.serve_until_stopped(py);
-        if let Some(previous) = previous_sigterm {
-            let signal = py.import("signal")?;
-            signal.call_method1("signal", (signal.getattr("SIGTERM")?, previous))?;
+    ///
+    /// With `workers` other than 1, forks that many worker processes (0: one per core)
+    /// that all serve the port, restarts any that dies, stops them all gracefully on
+    /// Ctrl-C or SIGTERM and returns once they have stopped. The server must not be
+    /// running yet: no I/O thread may exist when the process forks.
+    #[pyo3(signature = (workers = 1))]
+    fn serve_forever(slf: &Bound<'_, Self>, py: Python<'_>, workers: i64) -> PyResult<()> {
+        let server = slf.get();
+        if workers != 1 {
+            let count = workers::worker_count(workers)?;
+            server._prepare_workers(py)?;
+            let grace = server.limits.shutdown_grace.as_secs_f64();
+            let outcome = py
+                .import("godottpd._workers")?
+                .getattr("supervise")?
+                .call1((slf, count, grace));
+            lock(&server.settings).listen.release();
+            return outcome.map(drop);
         }
-        outcome
+        server.serve_in_process(py)
+    }
+
+    /// Before `serve_forever(workers=N)` forks: checks that no runtime thread exists and
+    /// fixes the port every worker binds (`port=0` resolved once). Returns the port.
+    fn _prepare_workers(&self, py: Python<'_>) -> PyResult<u16> {
+        if self.is_running() {
+            return Err(PyRuntimeError::new_err(
+                "serve_forever(workers=N) forks: call it on a server that is not running \
+                 (not after start()), so that no I/O thread exists at the fork",
+            ));
+        }
+        let threading = py.import("threading")?;
+        if !threading
+            .call_method0("current_thread")?
+            .is(&threading.call_method0("main_thread")?)
+        {
+            return Err(PyRuntimeError::new_err(
+                "serve_forever(workers=N) must be called from the main thread",
+            ));
+        }
+        let mut settings = lock(&self.settings);
+        let (bind_address, port) = (settings.bind_address.clone(), settings.port);
+        let bound = settings
+            .listen
+            .reserve(&bind_address, port)
+            .map_err(|error| {
+                workers::listen_error(
+                    &error,
+                    format!("cannot listen on {bind_address}:{port}: {error}"),
+                )
+            })?;
+        settings.port = bound;
+        Ok(bound)
+    }
+
+    /// In a forked worker (called by `godottpd._workers` right after `os.fork()`): serves
+    /// until SIGTERM, then ends the process with `_exit` (0 after a graceful stop, 3 if the
+    /// server could not start, 1 after any other error). Never returns.
+    fn _serve_worker(&self, py: Python<'_>, supervisor: i32) -> PyResult<()> {
+        if !workers::become_worker(py, supervisor)? {
+            workers::exit_worker(py, 0);
+        }
+        if let Err(error) = self.start() {
+            error.print(py);
+            workers::exit_worker(py, 3);
+        }
+        let code = match self.serve_in_process(py) {
+            Ok(()) => 0,
+            Err(error)
+                if error.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+                    || error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) =>
+            {
+                0
+            }
+            Err(error) => {
+                error.print(py);
+                1
+            }
+        };
+        workers::exit_worker(py, code)
+    }
+
+    /// The spec's name for `proxy_protocol=True`: whether connections start with a PROXY
+    /// header.
+    #[getter]
+    fn proxy_protocol(&self) -> bool {
+        self.proxies.proxy_protocol
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -609,6 +722,18 @@ fn install_sigterm_handler(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
 }
 
 impl HttpServer {
+    /// `serve_forever()` in this process.
+    fn serve_in_process(&self, py: Python<'_>) -> PyResult<()> {
+        self.start()?;
+        let previous_sigterm = install_sigterm_handler(py)?;
+        let outcome = self.serve_until_stopped(py);
+        if let Some(previous) = previous_sigterm {
+            let signal = py.import("signal")?;
+            signal.call_method1("signal", (signal.getattr("SIGTERM")?, previous))?;
+        }
+        outcome
+    }
+
     fn serve_until_stopped(&self, py: Python<'_>) -> PyResult<()> {
         loop {
             if !self.is_running() {
