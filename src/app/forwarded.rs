@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
+use crate::app::exchange::Scheme;
 use crate::http::parse::RequestHead;
 use crate::http::token::is_token;
 
@@ -70,28 +71,13 @@ pub struct ProxySettings {
 }
 
 /// `http` or `https`, as a trusted proxy reports the scheme the client used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    fn parse(value: &[u8]) -> Option<Scheme> {
-        if value.eq_ignore_ascii_case(b"http") {
-            Some(Scheme::Http)
-        } else if value.eq_ignore_ascii_case(b"https") {
-            Some(Scheme::Https)
-        } else {
-            None
-        }
+fn parse_scheme(value: &[u8]) -> Option<Scheme> {
+    if value.eq_ignore_ascii_case(b"http") {
+        Some(Scheme::Http)
+    } else if value.eq_ignore_ascii_case(b"https") {
+        Some(Scheme::Https)
+    } else {
+        None
     }
 }
 
@@ -361,7 +347,7 @@ fn parse_element(element: &[u8]) -> Result<Hop, &'static str> {
             hop.node = parse_node(&value)?;
             0
         } else if name.eq_ignore_ascii_case(b"proto") {
-            hop.scheme = Some(Scheme::parse(&value).ok_or("Forwarded proto is not http(s)")?);
+            hop.scheme = Some(parse_scheme(&value).ok_or("Forwarded proto is not http(s)")?);
             1
         } else if name.eq_ignore_ascii_case(b"host") {
             if !valid_host(&value) {
@@ -431,7 +417,7 @@ fn x_forwarded_hops(head: &RequestHead) -> Result<Option<Vec<Hop>>, &'static str
     for index in 0..hops.len() {
         if let Some(at) = spread(protos.len(), index) {
             hops[index].scheme =
-                Some(Scheme::parse(protos[at]).ok_or("X-Forwarded-Proto is not http(s)")?);
+                Some(parse_scheme(protos[at]).ok_or("X-Forwarded-Proto is not http(s)")?);
         }
         if let Some(at) = spread(hosts.len(), index) {
             if !valid_host(hosts[at]) {
