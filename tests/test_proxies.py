@@ -34,7 +34,9 @@ class Echo(HttpRouter):
 def ask(port: int, headers: dict[str, str] | None = None, source: str = HOST) -> dict[str, Any]:
     with socket.create_connection((HOST, port), timeout=10, source_address=(source, 0)) as conn:
         lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        conn.sendall(f"GET / HTTP/1.1\r\nHost: app.test\r\n{lines}Connection: close\r\n\r\n".encode())
+        conn.sendall(
+            f"GET / HTTP/1.1\r\nHost: app.test\r\n{lines}Connection: close\r\n\r\n".encode()
+        )
         return parse(read_all(conn))
 
 
@@ -213,7 +215,9 @@ def test_socket_argument_is_validated() -> None:
 def test_request_host(serve: Callable[..., HttpServer]) -> None:
     server = serve({"/": Echo()})
     with socket.create_connection((HOST, server.port), timeout=10) as conn:
-        conn.sendall(b"GET http://other.example:81/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        conn.sendall(
+            b"GET http://other.example:81/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         assert parse(read_all(conn))["host"] == "other.example:81"
     with socket.create_connection((HOST, server.port), timeout=10) as conn:
         conn.sendall(b"GET / HTTP/1.0\r\n\r\n")

@@ -171,7 +171,7 @@ def test_sigterm_and_ctrl_c_stop_every_worker_gracefully(
         w = workers(2)
         pids = w.pids()
         results: list[tuple[int, str]] = []
-        slow = threading.Thread(target=lambda: results.append(get(w.port, "/slow")))
+        slow = threading.Thread(target=lambda r=results, p=w.port: r.append(get(p, "/slow")))
         slow.start()
         assert wait_for(lambda: list(tmp_path.glob("slow-*")), timeout=10)
         assert w.stop(signum) == 0
@@ -191,7 +191,9 @@ def test_workers_die_with_their_supervisor(workers: Callable[[int], Workers]) ->
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    path = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None
+    )
     if path is None:
         pytest.skip(f"{tool} is not installed (apt-get install {tool}; .ci/run does)")
     return path
@@ -287,9 +289,7 @@ def haproxy(tmp_path: Path) -> Iterator[Callable[[int, str], int]]:
                 """
             )
         )
-        procs.append(
-            subprocess.Popen([binary, "-db", "-f", str(conf)], stderr=subprocess.DEVNULL)
-        )
+        procs.append(subprocess.Popen([binary, "-db", "-f", str(conf)], stderr=subprocess.DEVNULL))
         assert wait_for(lambda: try_get(port, source=CLIENT), timeout=20)
         return port
 

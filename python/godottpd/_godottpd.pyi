@@ -211,7 +211,7 @@ class HttpServer:
         io_threads: int = 1,
         handler_threads: int = 8,
         access_log: bool = False,
-        trusted_proxies: Sequence[str] = [],
+        trusted_proxies: Sequence[str] | None = None,
         proxy_protocol: bool = False,
         socket: _socket.socket | int | None = None,
     ) -> Self:

@@ -414,16 +414,15 @@ fn x_forwarded_hops(head: &RequestHead) -> Result<Option<Vec<Hop>>, &'static str
             None
         }
     };
-    for index in 0..hops.len() {
+    for (index, hop) in hops.iter_mut().enumerate() {
         if let Some(at) = spread(protos.len(), index) {
-            hops[index].scheme =
-                Some(parse_scheme(protos[at]).ok_or("X-Forwarded-Proto is not http(s)")?);
+            hop.scheme = Some(parse_scheme(protos[at]).ok_or("X-Forwarded-Proto is not http(s)")?);
         }
         if let Some(at) = spread(hosts.len(), index) {
             if !valid_host(hosts[at]) {
                 return Err("X-Forwarded-Host is not a host");
             }
-            hops[index].host = Some(String::from_utf8_lossy(hosts[at]).into_owned());
+            hop.host = Some(String::from_utf8_lossy(hosts[at]).into_owned());
         }
     }
     Ok(Some(hops))

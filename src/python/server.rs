@@ -201,7 +201,7 @@ impl HttpServer {
         io_threads = 1,
         handler_threads = 8,
         access_log = false,
-        trusted_proxies = Vec::new(),
+        trusted_proxies = None,
         proxy_protocol = false,
         socket = None,
     ))]
@@ -225,10 +225,11 @@ impl HttpServer {
         io_threads: i64,
         handler_threads: i64,
         access_log: bool,
-        trusted_proxies: Vec<String>,
+        trusted_proxies: Option<Vec<String>>,
         proxy_protocol: bool,
         socket: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let trusted_proxies = trusted_proxies.unwrap_or_default();
         let trusted = TrustedProxies::parse(trusted_proxies.iter().map(String::as_str))
             .map_err(|entry| {
                 PyValueError::new_err(format!(
