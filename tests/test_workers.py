@@ -318,3 +318,32 @@ def test_haproxy_proxy_protocol_gives_the_original_client(
     conn.close()
     # A direct connection without the header is closed.
     assert try_get(server.port) is None
+
+
+def test_cli_workers_serve_a_folder_and_stop_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("hello")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "godottpd", str(tmp_path), "--port", "0", "--bind", HOST),
+            *("--workers", "2", "--threads", "2", "--trusted-proxy", "127.0.0.1", "--quiet"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "with 2 workers" in line, line
+        port = int(line.split(f"{HOST}:")[1].split("/")[0])
+        answer = wait_for(lambda: try_get(port), timeout=20)
+        assert answer == (200, "hello")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
