@@ -18,7 +18,7 @@ mod io;
 mod python;
 
 pub use app::{cookie, cors, routes};
-pub use http::{chunked, encode, limits, parse, status, token};
+pub use http::{chunked, encode, limits, parse, proxy_protocol, status, token};
 
 #[pyo3::pymodule]
 mod _godottpd {

@@ -1,6 +1,7 @@
 """The Rust core of godottpd: sockets, parsing, routing and response encoding."""
 
 import os
+import socket as _socket
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, final
@@ -22,10 +23,11 @@ class Client:
 
     @property
     def host(self) -> str:
-        """The peer's IP address."""
+        """The client's IP address: the peer's, or the one a trusted proxy or the PROXY
+        protocol header names."""
     @property
     def port(self) -> int:
-        """The peer's port."""
+        """The client's port (0 when a proxy named the client without one)."""
     @property
     def is_open(self) -> bool:
         """Whether the connection is still open."""
@@ -73,11 +75,6 @@ class HttpRequest:
         names none). Raises ``BadRequest`` when the body is not text in that charset.
         """
     @property
-    def host(self) -> str:
-        """The host the request is for, as ``host[:port]``: the authority of an absolute-form
-        target, else the ``Host`` header (RFC 9112 §3.2.2); empty when there is neither.
-        """
-    @property
     def query(self) -> dict[str, str]:
         """The decoded query; for a repeated key the last value wins."""
     def query_all(self, name: str) -> list[str]:
@@ -86,7 +83,18 @@ class HttpRequest:
     def parameters(self) -> dict[str, str]:
         """The path parameters the route captured."""
     @property
-    def client(self) -> Client: ...
+    def client(self) -> Client:
+        """The client; behind a trusted proxy, the rightmost untrusted address of
+        ``Forwarded`` or ``X-Forwarded-For`` (malformed values are ignored)."""
+    @property
+    def scheme(self) -> str:
+        """``"http"`` or ``"https"``: the connection's, or what a trusted proxy reports
+        (``Forwarded: proto=``, ``X-Forwarded-Proto``)."""
+    @property
+    def host(self) -> str:
+        """The host the request is for, as ``host[:port]``: the authority of an absolute-form
+        target, else the ``Host`` header (RFC 9112 §3.2.2), or what a trusted proxy reports
+        (``Forwarded: host=``, ``X-Forwarded-Host``); empty when there is none."""
     def get_body_parsed(self) -> Any:
         """The body decoded by its content type.
 
@@ -223,6 +231,11 @@ class HttpServer:
     ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
     runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
     A value out of range is a ``ValueError`` naming the argument and its bound.
+    ``min_body_rate`` (1024 bytes/s, 0: none) cuts a body that arrives slower on average once
+    5 s have passed (408). ``trusted_proxies``: addresses or networks (``"10.0.0.0/8"``,
+    ``"*"``) whose forwarding headers are believed. ``proxy_protocol``: every connection
+    starts with a PROXY protocol v1/v2 header; one without is closed. ``socket``: serve
+    this already-listening socket (or file descriptor) instead of binding.
     """
 
     def __new__(
@@ -240,12 +253,19 @@ class HttpServer:
         body_timeout: float = 30.0,
         keepalive_timeout: float = 5.0,
         write_timeout: float = 30.0,
+        min_body_rate: int = 1024,
         max_connections: int = 1024,
         shutdown_grace: float = 5.0,
         io_threads: int = 1,
         handler_threads: int = 8,
         access_log: bool = False,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
+        socket: _socket.socket | int | None = None,
     ) -> Self: ...
+    @property
+    def proxy_protocol(self) -> bool:
+        """Whether every connection must start with a PROXY protocol header."""
     @property
     def port(self) -> int:
         """The port; once started, the one actually bound."""
@@ -279,9 +299,19 @@ class HttpServer:
         """Finishes in-flight requests (up to ``shutdown_grace``), then closes."""
     def poll(self, timeout: float = 0.0) -> int:
         """Runs waiting handlers on this thread (poll mode); returns how many ran."""
-    def serve_forever(self) -> None:
+    def serve_forever(self, workers: int = 1) -> None:
         """Serves until ``stop()`` is called, Ctrl-C is pressed or SIGTERM arrives (both stop
-        gracefully: Ctrl-C then raises ``KeyboardInterrupt``, SIGTERM returns normally)."""
+        gracefully: Ctrl-C then raises ``KeyboardInterrupt``, SIGTERM returns normally).
+
+        With ``workers`` other than 1 (0: one per core), forks that many worker processes
+        serving the same port (``SO_REUSEPORT``), restarts one that dies, stops all
+        gracefully on Ctrl-C or SIGTERM and returns when all have stopped. Call it instead
+        of ``start()``, from the main thread, after registering the routes.
+        """
+    def _prepare_workers(self) -> int:
+        """Before ``serve_forever(workers=N)``: reserves the workers' port; returns it."""
+    def _serve_worker(self, supervisor: int) -> None:
+        """In a forked worker: serves until SIGTERM, then ends the process."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

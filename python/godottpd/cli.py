@@ -91,6 +91,38 @@ def _parser() -> argparse.ArgumentParser:
         help='allow cross-origin requests from ORIGIN (repeatable; "*" for any origin)',
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "serve with N worker processes sharing the port (SO_REUSEPORT), restarted if "
+            "they die; 0 means one per core (default: 1, no extra process)"
+        ),
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the Rust I/O threads per process, which serve files on N cores (default: 1)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help=(
+            "believe Forwarded / X-Forwarded-* from this address or network (repeatable; "
+            '"*" for any)'
+        ),
+    )
+    parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with a PROXY protocol v1 or v2 header (HAProxy, cloud LBs)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="do not log one line per request on stderr"
     )
     return parser
@@ -118,6 +150,21 @@ def _configure_access_log(quiet: bool) -> None:
     access.propagate = False
 
 
+def _systemd_socket() -> int | None:
+    """The socket systemd passed (socket activation: ``LISTEN_PID`` is this process and
+    ``LISTEN_FDS`` at least 1; the first one is descriptor 3), or ``None``. The variables
+    are removed, as ``sd_listen_fds(1)`` does, so that child processes do not take them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return 3 if count >= 1 else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (0 after Ctrl-C or SIGTERM)."""
     parser = _parser()
@@ -127,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.directory!r} is not a folder")
     if not 0 <= args.port <= 65535:
         parser.error(f"port must be in 0..65535, not {args.port}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, not {args.workers}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, not {args.threads}")
     try:
         router = HttpFileRouter(
             directory,
@@ -135,13 +186,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             cross_origin_isolation=args.cross_origin_isolation,
             cache_control=args.cache_control or None,
         )
-        server = HttpServer(port=args.port, bind_address=args.bind, access_log=not args.quiet)
+        server = HttpServer(
+            port=args.port,
+            bind_address=args.bind,
+            access_log=not args.quiet,
+            io_threads=args.threads,
+            trusted_proxies=args.trusted_proxy,
+            proxy_protocol=args.proxy_protocol,
+            socket=_systemd_socket(),
+        )
         server.register_router("/", router)
         if args.cors:
             server.enable_cors(args.cors, "GET, HEAD, OPTIONS")
     except ValueError as error:
         parser.error(str(error))
     _configure_access_log(args.quiet)
+    if args.workers != 1:
+        return _serve_workers(server, args.workers, directory, args.bind, args.quiet)
     try:
         server.start()
     except OSError as error:
@@ -165,4 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
         _signals.restore(previous)
+    return 0
+
+
+def _serve_workers(server: HttpServer, workers: int, directory: str, bind: str, quiet: bool) -> int:
+    """``--workers N``: the supervisor; returns 0 once every worker has stopped."""
+    supervisor_log = logging.getLogger("godottpd")
+    if not quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("godottpd: %(message)s"))
+        supervisor_log.addHandler(handler)
+        supervisor_log.setLevel(logging.INFO)
+    try:
+        port = server._prepare_workers()
+    except (OSError, RuntimeError) as error:
+        print(f"godottpd: {error}", file=sys.stderr)
+        return 1
+    count = workers or len(os.sched_getaffinity(0))
+    print(
+        f"Serving {directory} at {_url(bind, port)} with {count} workers (press Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        server.serve_forever(workers=workers)
+    except OSError as error:
+        print(f"godottpd: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -35,6 +35,7 @@ use crate::http::encode::Persistence;
 use crate::http::error::RequestError;
 use crate::http::parse::{parse_head, Framing, RequestHead};
 use crate::io::engine::{Application, Engine};
+use crate::io::proxy_header::read_proxy_header;
 use crate::io::transport::Transport;
 
 /// Most requests answered in one batch before the connection writes.
@@ -99,16 +100,30 @@ struct Connection<T: Transport, A: Application> {
 
 /// Serves one connection until it closes.
 pub async fn serve<T: Transport, A: Application>(
-    stream: T,
+    mut stream: T,
     peer: SocketAddr,
     scheme: Scheme,
     engine: Arc<Engine<A>>,
 ) {
-    let info = Arc::new(ConnectionInfo::new(peer, scheme, engine.stop.clone()));
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // With `proxy_protocol=True` the PROXY header comes first and names the client; it and
+    // the first request head share one `header_timeout`.
+    let (peer, head_deadline) = if engine.proxies.proxy_protocol {
+        let deadline = Instant::now() + engine.limits.header_timeout;
+        match read_proxy_header(&mut stream, &mut input, peer, deadline).await {
+            Some(source) => (source, Some(deadline)),
+            None => return,
+        }
+    } else {
+        (peer, None)
+    };
+    let info = Arc::new(
+        ConnectionInfo::new(peer, scheme, engine.stop.clone()).behind(engine.proxies.clone()),
+    );
     let horizon = timer_horizon(&engine);
     let mut connection = Connection {
         stream,
-        input: BytesMut::with_capacity(READ_CHUNK),
+        input,
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         request_line: None,
@@ -117,7 +132,7 @@ pub async fn serve<T: Transport, A: Application>(
         engine,
         info: info.clone(),
         served_any: false,
-        head_deadline: None,
+        head_deadline,
         last_activity: Instant::now(),
     };
     if let Stop::Refuse(error) = connection.run().await {

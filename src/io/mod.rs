@@ -13,5 +13,6 @@
 pub(crate) mod connection;
 pub(crate) mod engine;
 pub(crate) mod listener;
+pub(crate) mod proxy_header;
 pub(crate) mod sendfile;
 pub(crate) mod transport;

@@ -22,3 +22,4 @@ pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod type_name;
 pub(crate) mod waiting;
+pub(crate) mod workers;

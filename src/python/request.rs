@@ -13,6 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::app::exchange::{ConnectionInfo, RequestData};
+use crate::app::forwarded::{self, Forwarded};
 use crate::http::method::{KnownMethod, Method};
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
@@ -28,27 +29,40 @@ pub fn decode_field(bytes: &[u8]) -> Cow<'_, str> {
 #[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
 pub struct Client {
     connection: Arc<ConnectionInfo>,
+    /// The connection's peer, or the client a trusted proxy named.
+    address: std::net::SocketAddr,
 }
 
 impl Client {
     pub fn new(connection: Arc<ConnectionInfo>) -> Self {
-        Client { connection }
+        let address = connection.peer;
+        Client {
+            connection,
+            address,
+        }
+    }
+
+    fn at(connection: Arc<ConnectionInfo>, address: std::net::SocketAddr) -> Self {
+        Client {
+            connection,
+            address,
+        }
     }
 }
 
 #[pymethods]
 impl Client {
-    /// The peer's IP address.
+    /// The client's IP address: the peer's, or the one a trusted proxy or the PROXY
+    /// protocol header names.
     #[getter]
     fn host(&self) -> String {
-        let ip = self.connection.peer.ip();
-        ip.to_canonical().to_string()
+        self.address.ip().to_canonical().to_string()
     }
 
-    /// The peer's port.
+    /// The client's port (0 when a proxy named the client without one).
     #[getter]
     fn port(&self) -> u16 {
-        self.connection.peer.port()
+        self.address.port()
     }
 
     /// Whether the connection is still open.
@@ -174,6 +188,8 @@ pub struct HttpRequest {
     parameters: PyOnceLock<Py<PyDict>>,
     body: PyOnceLock<Py<PyBytes>>,
     headers: PyOnceLock<Py<Headers>>,
+    /// What trusted proxies say, resolved on first use.
+    forwarded: std::sync::OnceLock<Forwarded>,
 }
 
 impl HttpRequest {
@@ -185,7 +201,28 @@ impl HttpRequest {
             parameters: PyOnceLock::new(),
             body: PyOnceLock::new(),
             headers: PyOnceLock::new(),
+            forwarded: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The forwarding headers' verdict (empty unless the peer is a trusted proxy); a
+    /// malformed value is logged at DEBUG once and otherwise ignored.
+    fn forwarded(&self, py: Python<'_>) -> &Forwarded {
+        if let Some(forwarded) = self.forwarded.get() {
+            return forwarded;
+        }
+        let trusted = &self.connection.proxies.trusted;
+        let resolved = forwarded::resolve(self.connection.peer.ip(), trusted, &self.request.head);
+        if let Some(why) = resolved.ignored {
+            crate::python::logging::log_debug(
+                py,
+                &format!(
+                    "forwarding header from {} ignored: {why}",
+                    self.connection.peer.ip().to_canonical()
+                ),
+            );
+        }
+        self.forwarded.get_or_init(|| resolved)
     }
 
     fn query_pairs(&self) -> form_urlencoded::Parse<'_> {
@@ -271,13 +308,6 @@ impl HttpRequest {
         decoder.call1(py, (content_type.map(decode_field), self.body(py)))
     }
 
-    /// The host the request is for, as ``host[:port]``: the authority of an absolute-form
-    /// target, else the ``Host`` header (RFC 9112 §3.2.2); empty when there is neither.
-    #[getter]
-    fn host(&self) -> String {
-        decode_field(self.request.head.host()).into_owned()
-    }
-
     /// The decoded query; for a repeated key the last value wins.
     #[getter]
     fn query(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
@@ -314,9 +344,33 @@ impl HttpRequest {
             .map(|dict| dict.clone_ref(py))
     }
 
+    /// The client; behind a trusted proxy, the rightmost untrusted address of
+    /// ``Forwarded`` or ``X-Forwarded-For`` (malformed values are ignored).
     #[getter]
-    fn client(&self) -> Client {
-        Client::new(self.connection.clone())
+    fn client(&self, py: Python<'_>) -> Client {
+        let address = self.forwarded(py).client.unwrap_or(self.connection.peer);
+        Client::at(self.connection.clone(), address)
+    }
+
+    /// ``"http"`` or ``"https"``: the connection's, or what a trusted proxy reports
+    /// (``Forwarded: proto=``, ``X-Forwarded-Proto``).
+    #[getter]
+    fn scheme(&self, py: Python<'_>) -> &'static str {
+        self.forwarded(py)
+            .scheme
+            .unwrap_or(self.connection.scheme)
+            .as_str()
+    }
+
+    /// The host the request is for, as ``host[:port]``: the authority of an absolute-form
+    /// target, else the ``Host`` header (RFC 9112 §3.2.2), or what a trusted proxy reports
+    /// (``Forwarded: host=``, ``X-Forwarded-Host``); empty when there is none.
+    #[getter]
+    fn host(&self, py: Python<'_>) -> String {
+        if let Some(host) = &self.forwarded(py).host {
+            return host.clone();
+        }
+        decode_field(self.request.head.host()).into_owned()
     }
 
     /// The body decoded by its content type.
