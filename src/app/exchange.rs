@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::app::stream::StreamBody;
 use crate::http::encode::Persistence;
 use crate::http::parse::RequestHead;
 
@@ -64,6 +65,8 @@ pub struct Outgoing {
     pub close: bool,
     /// A body streamed from a file after `bytes` (which then hold only the head).
     pub file: Option<FileBody>,
+    /// A body streamed as a handler writes it, after `bytes` (which then hold only the head).
+    pub stream: Option<StreamBody>,
 }
 
 /// `len` bytes of `file` from `offset`, sent with `sendfile(2)` without passing through
@@ -92,4 +95,6 @@ pub struct ReplyContext {
     pub allow: Arc<str>,
     /// The server identifier at the time the request arrived.
     pub server_identifier: Arc<Box<str>>,
+    /// The server's `stream_buffer`: how many bytes a streamed response may queue.
+    pub stream_buffer: usize,
 }

@@ -28,6 +28,7 @@ use crate::http::error::RequestError;
 use crate::http::parse::{parse_head, Framing, Method, RequestHead};
 use crate::io::engine::{Engine, Target};
 use crate::io::sendfile::{send_file, send_head};
+use crate::io::stream_writer::{send_stream, StreamEnd};
 use crate::python::access_log::{self, AccessEvent, AccessRecord};
 use crate::python::handler_threads::{Job, Work};
 use crate::python::router::Handler;
@@ -394,6 +395,7 @@ impl Connection {
             body: Bytes::new(),
             close: persistence == Persistence::Close,
             file: None,
+            stream: None,
         };
         self.push(Pending::Ready(outgoing));
     }
@@ -514,6 +516,7 @@ impl Connection {
             cors_lines,
             allow: route.allow.clone(),
             server_identifier: config.server_identifier.load_full(),
+            stream_buffer: self.engine.limits.stream_buffer,
         };
         let job = Job {
             route: route.clone(),
@@ -625,7 +628,11 @@ impl Connection {
                 }
             };
             self.record(request_line, &outgoing);
-            if outgoing.file.is_none() && self.output.is_empty() && self.pending.is_empty() {
+            if outgoing.file.is_none()
+                && outgoing.stream.is_none()
+                && self.output.is_empty()
+                && self.pending.is_empty()
+            {
                 // The only answer to write: from its own buffers, without a copy.
                 if self
                     .write_pair(&outgoing.bytes, &outgoing.body)
@@ -653,6 +660,28 @@ impl Connection {
                     return false;
                 }
                 if send_file(&self.stream, body, write_timeout).await.is_err() {
+                    return false;
+                }
+            }
+            if let Some(body) = outgoing.stream {
+                // The head (and the answers before it) go out at once, then each piece as
+                // the handler writes it (see `stream_writer`).
+                if !self.write_output().await {
+                    return false;
+                }
+                let max_input = self.engine.limits.max_head_size;
+                let write_timeout = self.engine.limits.write_timeout;
+                let end = send_stream(
+                    &mut self.stream,
+                    &mut self.input,
+                    max_input,
+                    body,
+                    write_timeout,
+                )
+                .await;
+                if end == StreamEnd::Failed {
+                    self.peer_closed = true;
+                    self.info.mark_closed();
                     return false;
                 }
             }

@@ -1,7 +1,8 @@
 //! The I/O layer: sockets, the tokio runtime's tasks, timers, and every socket write.
 //!
 //! The listener accepts (`listener`), one task serves each connection (`connection`),
-//! file bodies go out with `sendfile(2)` (`sendfile`), and what all connections share is in
+//! file bodies go out with `sendfile(2)` (`sendfile`), streamed bodies as they are written
+//! (`stream_writer`), and what all connections share is in
 //! `engine`.
 //!
 //! **Layer rule**: this folder imports `http` and `app`, never `pyo3` or `python`: no tokio
@@ -13,3 +14,4 @@ pub(crate) mod connection;
 pub(crate) mod engine;
 pub(crate) mod listener;
 pub(crate) mod sendfile;
+pub(crate) mod stream_writer;

@@ -168,6 +168,7 @@ impl HttpResponse {
             body: shared_body,
             close: persistence == Persistence::Close,
             file: None,
+            stream: None,
         });
         Ok(())
     }

@@ -147,6 +147,7 @@ impl HttpServer {
         io_threads = 1,
         handler_threads = 8,
         access_log = false,
+        stream_buffer = 262_144,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -167,6 +168,7 @@ impl HttpServer {
         io_threads: i64,
         handler_threads: i64,
         access_log: bool,
+        stream_buffer: i64,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
@@ -200,6 +202,7 @@ impl HttpServer {
                     "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
                 )));
             },
+            stream_buffer: positive_count("stream_buffer", stream_buffer)?,
         };
         Ok(HttpServer {
             settings: Mutex::new(Settings {

@@ -167,6 +167,7 @@ impl<'a> Reply<'a> {
             body: bytes::Bytes::new(),
             close: self.request.persistence == Persistence::Close,
             file,
+            stream: None,
         }
     }
 
