@@ -18,12 +18,14 @@ mod io;
 mod python;
 
 pub use app::{cookie, cors, routes};
-pub use http::{chunked, encode, limits, parse, status, token};
+pub use http::{chunk_encode, chunked, encode, limits, parse, status, token};
 
 #[pyo3::pymodule]
 mod _godottpd {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::python::event_hub::EventHub;
     #[pymodule_export]
     use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]
@@ -34,6 +36,8 @@ mod _godottpd {
     use crate::python::router::HttpRouter;
     #[pymodule_export]
     use crate::python::server::HttpServer;
+    #[pymodule_export]
+    use crate::python::stream::{EventStream, HttpStream};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,7 +1,8 @@
 //! The Python layer: the classes Python code sees, and the threads that run its handlers.
 //!
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
-//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
+//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
+//! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
 //! `access_log` and `type_name`.
 //!
@@ -10,6 +11,7 @@
 //! on a tokio worker. `tests/layers.rs` checks the rule.
 
 pub(crate) mod access_log;
+pub(crate) mod event_hub;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
 pub(crate) mod json;
@@ -18,4 +20,5 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
+pub(crate) mod stream;
 pub(crate) mod type_name;

@@ -139,8 +139,15 @@ impl FileRoute {
 
 /// Encodes the answers of one request.
 struct Reply<'a> {
-    request: &'a FileRequest,
+    head: &'a RequestHead,
+    head_only: bool,
+    persistence: Persistence,
+    server_identifier: &'a str,
     extra_lines: Vec<u8>,
+    /// Validated header lines a handler set (`send_file`), added to a file's answer.
+    handler_headers: &'a [(&'a [u8], &'a [u8])],
+    /// The handler's content type, instead of the one guessed from the name.
+    content_type: Option<&'a str>,
 }
 
 impl<'a> Reply<'a> {
@@ -148,16 +155,21 @@ impl<'a> Reply<'a> {
         let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
         extra_lines.extend_from_slice(route.extra_lines);
         Reply {
-            request,
+            head: &request.head,
+            head_only: request.head_only,
+            persistence: request.persistence,
+            server_identifier: &request.server_identifier,
             extra_lines,
+            handler_headers: &[],
+            content_type: None,
         }
     }
 
     fn defaults(&self) -> ServerHeaders<'_> {
         ServerHeaders {
-            server: self.request.server_identifier.as_bytes(),
+            server: self.server_identifier.as_bytes(),
             extra_lines: &self.extra_lines,
-            persistence: self.request.persistence,
+            persistence: self.persistence,
         }
     }
 
@@ -165,7 +177,7 @@ impl<'a> Reply<'a> {
         Outgoing {
             bytes,
             body: bytes::Bytes::new(),
-            close: self.request.persistence == Persistence::Close,
+            close: self.persistence == Persistence::Close,
             file,
             stream: None,
         }
@@ -183,7 +195,7 @@ impl<'a> Reply<'a> {
             headers,
             content_type,
             body.as_bytes(),
-            self.request.head_only,
+            self.head_only,
         );
         self.outgoing(bytes, None)
     }
@@ -211,7 +223,7 @@ impl<'a> Reply<'a> {
     /// RFC 9110 §15.4.2: a folder asked for without its slash moves to the slash form, so
     /// that the relative links of its index page resolve. The query is kept.
     fn redirect_to_folder(&self) -> Outgoing {
-        let head = &self.request.head;
+        let head = self.head;
         let mut location = head.raw_path().to_vec();
         location.push(b'/');
         if head.query.is_some() {
@@ -233,7 +245,7 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
         Err(error) => return reply.unreadable(&error),
     };
     match located {
-        Located::File(path) => serve_file(route, &reply, &path, 200),
+        Located::File(path) => serve_file(Some(route), &reply, &path, 200),
         Located::Redirect => reply.redirect_to_folder(),
         Located::Nothing => {
             let fallback = match &route.fallback_page {
@@ -242,7 +254,7 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
             };
             match fallback {
                 Ok(Some(path)) => serve_file(
-                    route,
+                    Some(route),
                     &reply,
                     &path,
                     if route.fallback_is_index { 200 } else { 404 },
@@ -298,9 +310,13 @@ fn precompressed(
 
 /// Serves a located file with `status` (200, or 404 for a fallback page that is not the
 /// index). Conditionals and ranges apply to 200 only: a 404 is never a 304 or a 206.
-fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
-    let head = &reply.request.head;
-    let (chosen, vary) = precompressed(route, path, head.first_header("accept-encoding"));
+/// Without a route (`send_file`), no precompressed sibling is looked for.
+fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
+    let head = reply.head;
+    let (chosen, vary) = match route {
+        Some(route) => precompressed(route, path, head.first_header("accept-encoding")),
+        None => (None, false),
+    };
     let (coding, source) = match &chosen {
         Some((coding, sibling)) => (Some(*coding), sibling.as_path()),
         None => (None, path),
@@ -339,12 +355,15 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
     if let Some(coding) = coding {
         headers.push((b"Content-Encoding", coding.name().as_bytes()));
     }
-    let content_type = mime::content_type(path);
+    let content_type = match reply.content_type {
+        Some(content_type) => std::borrow::Cow::Borrowed(content_type),
+        None => mime::content_type(path),
+    };
     // §14.2: Range is defined for GET only; a HEAD describes the whole representation.
     let range = match head.first_header("range") {
         Some(value)
             if status == 200
-                && !reply.request.head_only
+                && !reply.head_only
                 && if_range_holds(&validators, head.first_header("if-range")) =>
         {
             parse_range(value, size)
@@ -408,12 +427,43 @@ fn encode(
 ) -> Outgoing {
     let mut bytes = Vec::with_capacity(512);
     let mut head = HeadEncoder::new(&mut bytes, status);
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(reply.handler_headers) {
         head.header(name, value);
     }
     head.finish(&reply.defaults(), content_type, len);
-    let body = body.filter(|body| !reply.request.head_only && body.len > 0);
+    let body = body.filter(|body| !reply.head_only && body.len > 0);
     reply.outgoing(bytes, body)
+}
+
+/// One file sent by a handler (`response.send_file`): the request it answers and what the
+/// handler set.
+pub struct OneFile<'a> {
+    pub head: &'a RequestHead,
+    pub head_only: bool,
+    pub persistence: Persistence,
+    pub server_identifier: &'a str,
+    /// The CORS lines of the request, if any.
+    pub extra_lines: &'a [u8],
+    /// The handler's headers and cookies, validated.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub content_type: Option<&'a str>,
+}
+
+/// Answers with the file at `path` exactly as a file router answers with a file it found:
+/// validators, `304`, `Range` (`206`, `416`), `HEAD`, the body by `sendfile(2)`. The path
+/// is the handler's choice (no root applies); a missing one is `404`, an unreadable one
+/// `403` or `500`, a folder `404`.
+pub fn respond_one(path: &Path, one: &OneFile<'_>) -> Outgoing {
+    let reply = Reply {
+        head: one.head,
+        head_only: one.head_only,
+        persistence: one.persistence,
+        server_identifier: one.server_identifier,
+        extra_lines: one.extra_lines.to_vec(),
+        handler_headers: one.headers,
+        content_type: one.content_type,
+    };
+    serve_file(None, &reply, path, 200)
 }
 
 /// Why a file router's settings were refused; the message is for the caller.
