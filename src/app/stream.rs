@@ -60,6 +60,8 @@ struct State {
 pub struct StreamQueue {
     state: Mutex<State>,
     room: Condvar,
+    /// `room` for a writer that waits on a tokio runtime (the inline mode's loop thread).
+    room_async: Notify,
     ready: Notify,
     budget: usize,
 }
@@ -74,6 +76,7 @@ impl StreamQueue {
         Arc::new(StreamQueue {
             state: Mutex::new(State::default()),
             room: Condvar::new(),
+            room_async: Notify::new(),
             ready: Notify::new(),
             budget: budget.max(1),
         })
@@ -178,6 +181,7 @@ impl StreamQueue {
         state.held = 0;
         drop(state);
         self.room.notify_all();
+        self.room_async.notify_waiters();
     }
 
     /// Waits for pieces and moves a batch of them into `into`; the bytes stay counted
@@ -219,6 +223,26 @@ impl StreamQueue {
         drop(state);
         if room {
             self.room.notify_all();
+            self.room_async.notify_waiters();
+        }
+    }
+
+    /// [`StreamQueue::wait_for_room`] as a future, for a writer that drives a runtime.
+    pub async fn room(&self) -> Result<(), Gone> {
+        loop {
+            let notified = self.room_async.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.gone {
+                    return Err(Gone);
+                }
+                if state.held <= self.budget {
+                    return Ok(());
+                }
+            }
+            notified.await;
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod access_log;
 pub(crate) mod event_hub;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
+pub(crate) mod inline_io;
 pub(crate) mod json;
 pub(crate) mod logging;
 pub(crate) mod request;

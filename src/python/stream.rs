@@ -17,6 +17,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, 
 
 use crate::app::stream::StreamQueue;
 use crate::http::sse::{encode_comment, encode_event, Event};
+use crate::python::inline_io;
 use crate::python::type_name::type_name;
 
 /// How often a waiting write wakes up to let Ctrl-C through (in `poll()` mode it runs on
@@ -57,7 +58,16 @@ impl Writer {
             return Err(PyValueError::new_err("write to a closed stream"));
         }
         self.queue.push(piece).map_err(|_| gone())?;
-        if !self.queue.over_budget() || on_inline_loop() {
+        if !self.queue.over_budget() {
+            return Ok(());
+        }
+        if on_inline_loop() {
+            let queue = self.queue.clone();
+            if let Some(room) = py.detach(|| inline_io::drive(async move { queue.room().await })) {
+                return room.map_err(|_| gone());
+            }
+            // Nested in another wait on the loop: it must not wait again (the queue grows
+            // past its budget by this piece instead).
             return Ok(());
         }
         loop {
