@@ -9,12 +9,15 @@ from collections.abc import Mapping
 from godottpd._body import FormPart
 from godottpd._godottpd import (
     Client,
+    EventHub,
+    EventStream,
     Headers,
     HttpFileRouter,
     HttpRequest,
     HttpResponse,
     HttpRouter,
     HttpServer,
+    HttpStream,
     __version__,
 )
 
@@ -22,6 +25,8 @@ Mapping.register(Headers)
 
 __all__ = [
     "Client",
+    "EventHub",
+    "EventStream",
     "FormPart",
     "Headers",
     "HttpFileRouter",
@@ -29,5 +34,6 @@ __all__ = [
     "HttpResponse",
     "HttpRouter",
     "HttpServer",
+    "HttpStream",
     "__version__",
 ]
