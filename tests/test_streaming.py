@@ -144,7 +144,11 @@ def test_chunks_read_one_by_one_from_a_producer_thread(serve: Any, make_router: 
     # The connection is reusable after the stream: keep-alive.
     sock.sendall(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
     assert reader.head()[0] == 200
-    assert [reader.chunk() for _ in range(4)] == [b"piece 0", b"piece 1", b"piece 2", b""]
+    # Written at once, the pieces may share a chunk.
+    body = b""
+    while chunk := reader.chunk():
+        body += chunk
+    assert body == b"piece 0piece 1piece 2"
     sock.close()
 
 
