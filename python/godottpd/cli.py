@@ -9,22 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
+from godottpd import _signals
 from godottpd._godottpd import HttpFileRouter, HttpServer
 
 DEFAULT_PORT = 8000
-
-
-class _Terminated(Exception):
-    """Raised by the SIGTERM handler so that the server stops like on Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,16 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    print(
-        f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
-        flush=True,
-    )
+    previous = None
+    # From the moment the server runs, Ctrl-C and SIGTERM mean "stop", wherever they land
+    # (even while the URL line below is blocked on a full stdout pipe).
     try:
+        previous = _signals.install()
+        print(
+            f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
+            flush=True,
+        )
         server.serve_forever()
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, _signals.Terminated):
         pass
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        _signals.restore(previous)
     return 0

@@ -16,6 +16,7 @@ pub(crate) mod date;
 pub mod encode;
 pub(crate) mod error;
 pub mod limits;
+pub(crate) mod method;
 pub mod parse;
 pub(crate) mod sse;
 pub mod status;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
+use crate::app::exchange::Scheme;
 use crate::io::connection;
-use crate::io::engine::Engine;
+use crate::io::engine::{Application, Engine};
 
 /// Pending connections the kernel may queue before we accept them.
 const BACKLOG: i32 = 1024;
@@ -59,19 +60,21 @@ pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> 
 }
 
 /// Accepts connections until shutdown; each gets its own task.
-pub async fn accept_loop(listener: TcpListener, engine: Arc<Engine>) {
-    let shutdown = engine.shutdown.clone();
+pub async fn accept_loop<A: Application>(listener: TcpListener, engine: Arc<Engine<A>>) {
+    let stop = engine.stop.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         match accepted {
             Ok((stream, peer)) => match engine.admit() {
                 Some(slot) => {
                     let engine = engine.clone();
+                    // Answers are written whole; Nagle's algorithm would only delay them.
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(async move {
-                        connection::serve(stream, peer, engine).await;
+                        connection::serve(stream, peer, Scheme::Http, engine).await;
                         drop(slot);
                     });
                 }

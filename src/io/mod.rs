@@ -1,8 +1,9 @@
 //! The I/O layer: sockets, the tokio runtime's tasks, timers, and every socket write.
 //!
 //! The listener accepts (`listener`), one task serves each connection (`connection`),
-//! file bodies go out with `sendfile(2)` (`sendfile`), streamed bodies as they are written
-//! (`stream_writer`), and what all connections share is in
+//! the stream it runs on is a `transport` (plain TCP, whose file bodies go out with
+//! `sendfile(2)` (`sendfile`), or any other `AsyncRead + AsyncWrite`), streamed bodies go out
+//! as they are written (`stream_writer`), and what all connections share is in
 //! `engine`.
 //!
 //! **Layer rule**: this folder imports `http` and `app`, never `pyo3` or `python`: no tokio
@@ -15,3 +16,4 @@ pub(crate) mod engine;
 pub(crate) mod listener;
 pub(crate) mod sendfile;
 pub(crate) mod stream_writer;
+pub(crate) mod transport;

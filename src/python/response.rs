@@ -124,13 +124,7 @@ impl HttpResponse {
             }
         }
         // The connection may have gone away meanwhile; then there is nobody to tell.
-        let _ = reply.send(Outgoing {
-            bytes,
-            body: shared_body,
-            close: persistence == Persistence::Close,
-            file: None,
-            stream: None,
-        });
+        let _ = reply.send(Outgoing::new(status, bytes, shared_body, persistence));
         Ok(())
     }
 
@@ -251,7 +245,7 @@ impl HttpResponse {
         let (queue, stream) = if no_body {
             (StreamQueue::discarding(), None)
         } else {
-            let queue = StreamQueue::new(self.context.stream_buffer);
+            let queue = StreamQueue::new(self.context.connection.stream_buffer);
             let body = StreamBody {
                 reader: StreamReader {
                     queue: queue.clone(),
@@ -263,12 +257,9 @@ impl HttpResponse {
         };
         // If the connection is gone, the body is dropped with the answer, which marks the
         // queue gone: the first write then raises ConnectionError.
-        let _ = reply.send(Outgoing {
-            bytes,
-            close: persistence == Persistence::Close,
-            stream,
-            ..Outgoing::default()
-        });
+        let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), persistence);
+        outgoing.stream = stream;
+        let _ = reply.send(outgoing);
         Ok(queue)
     }
 
