@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from godottpd import EventHub, EventStream, HttpStream
-
 from conftest import HOST
+from godottpd import EventHub, EventStream, HttpStream
 
 MiB = 1024 * 1024
 
@@ -170,7 +169,7 @@ def test_pipelined_answers_keep_request_order(serve: Any, make_router: Any) -> N
     reader = ChunkReader(sock)
     assert reader.head()[0] == 200
     assert reader.chunk() == b"streamed" and reader.chunk() == b""
-    status, headers = reader.head()
+    _status, headers = reader.head()
     assert reader.exactly(int(headers["content-length"])) == b"plain"
     assert reader.head()[0] == 200
     assert reader.chunk() == b"streamed" and reader.chunk() == b""
@@ -186,7 +185,9 @@ def test_a_dropped_stream_is_closed_for_you(serve: Any, make_router: Any, fetch:
     assert result.body == b"left open"
 
 
-def test_close_is_idempotent_and_write_after_close_raises(serve: Any, make_router: Any, fetch: Any) -> None:
+def test_close_is_idempotent_and_write_after_close_raises(
+    serve: Any, make_router: Any, fetch: Any
+) -> None:
     seen: list[Any] = []
 
     def get(request: Any, response: Any) -> None:
@@ -241,7 +242,9 @@ def test_http10_is_close_delimited_and_head_has_no_body(serve: Any, make_router:
     sock.close()
 
 
-def test_client_leaving_mid_stream_raises_connection_error(serve: Any, make_router: Any, fetch: Any) -> None:
+def test_client_leaving_mid_stream_raises_connection_error(
+    serve: Any, make_router: Any, fetch: Any
+) -> None:
     outcome: list[Any] = []
     done = threading.Event()
     started = threading.Event()
@@ -275,7 +278,9 @@ def test_client_leaving_mid_stream_raises_connection_error(serve: Any, make_rout
     assert fetch(server, "GET", "/l?probe=1").body == b"still here"
 
 
-def test_an_idle_stream_learns_within_a_second_that_the_client_left(serve: Any, make_router: Any) -> None:
+def test_an_idle_stream_learns_within_a_second_that_the_client_left(
+    serve: Any, make_router: Any
+) -> None:
     streams: list[HttpStream] = []
     ready = threading.Event()
 
@@ -576,9 +581,7 @@ def test_event_hub_fans_out_to_1000_subscribers(serve: Any, make_router: Any) ->
     assert len(hub) == 0
 
 
-def test_event_hub_drops_a_slow_subscriber_without_waiting(
-    serve: Any, make_router: Any
-) -> None:
+def test_event_hub_drops_a_slow_subscriber_without_waiting(serve: Any, make_router: Any) -> None:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl not installed (apt-get install -y curl)")
@@ -594,7 +597,15 @@ def test_event_hub_drops_a_slow_subscriber_without_waiting(
     slow.sendall(b"GET /hub HTTP/1.1\r\nHost: x\r\n\r\n")
     # The fast subscriber reads at native speed, in its own process.
     with subprocess.Popen(
-        [curl, "-sN", "-o", "/dev/null", "-w", "%{size_download}", f"http://{HOST}:{server.port}/hub"],
+        [
+            curl,
+            "-sN",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            f"http://{HOST}:{server.port}/hub",
+        ],
         stdout=subprocess.PIPE,
     ) as fast:
         deadline = time.monotonic() + 10
@@ -626,7 +637,9 @@ def test_event_hub_drops_a_slow_subscriber_without_waiting(
 # --------------------------------------------------------------------------- #
 
 
-def test_send_file_ranges_validators_and_304(serve: Any, make_router: Any, fetch: Any, tmp_path: Path) -> None:
+def test_send_file_ranges_validators_and_304(
+    serve: Any, make_router: Any, fetch: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "report.csv"
     content = bytes(range(256)) * 40
     path.write_bytes(content)

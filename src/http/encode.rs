@@ -252,9 +252,9 @@ mod tests {
             b"text/event-stream",
             BodyFraming::Chunked,
         );
-        let text = text(&out);
-        assert!(text.contains("Transfer-Encoding: chunked\r\n"));
-        assert!(!text.contains("Content-Length"));
+        let chunked = text(&out);
+        assert!(chunked.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(!chunked.contains("Content-Length"));
         let mut out = Vec::new();
         let head = HeadEncoder::new(&mut out, 200);
         head.finish_framed(
@@ -262,9 +262,10 @@ mod tests {
             b"a/b",
             BodyFraming::UntilClose,
         );
-        let text = text(&out);
-        assert!(!text.contains("Transfer-Encoding") && !text.contains("Content-Length"));
-        assert!(text.ends_with("Connection: close\r\n\r\n"));
+        let until_close = text(&out);
+        assert!(!until_close.contains("Transfer-Encoding"));
+        assert!(!until_close.contains("Content-Length"));
+        assert!(until_close.ends_with("Connection: close\r\n\r\n"));
     }
 
     #[test]
