@@ -10,12 +10,15 @@ from godottpd._body import FormPart
 from godottpd._godottpd import (
     BadRequest,
     Client,
+    EventHub,
+    EventStream,
     Headers,
     HttpFileRouter,
     HttpRequest,
     HttpResponse,
     HttpRouter,
     HttpServer,
+    HttpStream,
     __version__,
 )
 
@@ -24,6 +27,8 @@ Mapping.register(Headers)
 __all__ = [
     "BadRequest",
     "Client",
+    "EventHub",
+    "EventStream",
     "FormPart",
     "Headers",
     "HttpFileRouter",
@@ -31,5 +36,6 @@ __all__ = [
     "HttpResponse",
     "HttpRouter",
     "HttpServer",
+    "HttpStream",
     "__version__",
 ]

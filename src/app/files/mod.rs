@@ -143,8 +143,15 @@ impl FileRoute {
 
 /// Encodes the answers of one request.
 struct Reply<'a> {
-    request: &'a FileRequest,
+    head: &'a RequestHead,
+    head_only: bool,
+    persistence: Persistence,
+    server_identifier: &'a str,
     extra_lines: Vec<u8>,
+    /// Validated header lines a handler set (`send_file`), added to a file's answer.
+    handler_headers: &'a [(&'a [u8], &'a [u8])],
+    /// The handler's content type, instead of the one guessed from the name.
+    content_type: Option<&'a str>,
 }
 
 impl<'a> Reply<'a> {
@@ -152,18 +159,23 @@ impl<'a> Reply<'a> {
         let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
         extra_lines.extend_from_slice(&route.extra_lines);
         Reply {
-            request,
+            head: &request.head,
+            head_only: request.head_only,
+            persistence: request.persistence,
+            server_identifier: &request.server_identifier,
             extra_lines,
+            handler_headers: &[],
+            content_type: None,
         }
     }
 
     /// The server's side of every answer to this request.
     fn server(&self) -> ServerAnswer<'_> {
         ServerAnswer {
-            server_identifier: &self.request.server_identifier,
-            persistence: self.request.persistence,
+            server_identifier: self.server_identifier,
+            persistence: self.persistence,
             extra_lines: &self.extra_lines,
-            head_only: self.request.head_only,
+            head_only: self.head_only,
         }
     }
 
@@ -195,7 +207,7 @@ impl<'a> Reply<'a> {
     /// RFC 9110 §15.4.2: a folder asked for without its slash moves to the slash form, so
     /// that the relative links of its index page resolve. The query is kept.
     fn redirect_to_folder(&self) -> Outgoing {
-        let head = &self.request.head;
+        let head = self.head;
         let mut location = head.raw_path().to_vec();
         location.push(b'/');
         if head.query.is_some() {
@@ -217,7 +229,7 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
         Err(error) => return reply.unreadable(&error),
     };
     match located {
-        Located::File(path) => serve_file(route, &reply, &path, 200),
+        Located::File(path) => serve_file(Some(route), &reply, &path, 200),
         Located::Redirect => reply.redirect_to_folder(),
         Located::Nothing => {
             let fallback = match &route.fallback_page {
@@ -226,7 +238,7 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
             };
             match fallback {
                 Ok(Some(path)) => serve_file(
-                    route,
+                    Some(route),
                     &reply,
                     &path,
                     if route.fallback_is_index { 200 } else { 404 },
@@ -282,9 +294,13 @@ fn precompressed(
 
 /// Serves a located file with `status` (200, or 404 for a fallback page that is not the
 /// index). Conditionals and ranges apply to 200 only: a 404 is never a 304 or a 206.
-fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
-    let head = &reply.request.head;
-    let (chosen, vary) = precompressed(route, path, head.first_header("accept-encoding"));
+/// Without a route (`send_file`), no precompressed sibling is looked for.
+fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
+    let head = reply.head;
+    let (chosen, vary) = match route {
+        Some(route) => precompressed(route, path, head.first_header("accept-encoding")),
+        None => (None, false),
+    };
     let (coding, source) = match &chosen {
         Some((coding, sibling)) => (Some(*coding), sibling.as_path()),
         None => (None, path),
@@ -323,12 +339,15 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
     if let Some(coding) = coding {
         headers.push((b"Content-Encoding", coding.name().as_bytes()));
     }
-    let content_type = mime::content_type(path);
+    let content_type = match reply.content_type {
+        Some(content_type) => std::borrow::Cow::Borrowed(content_type),
+        None => mime::content_type(path),
+    };
     // §14.2: Range is defined for GET only; a HEAD describes the whole representation.
     let range = match head.first_header("range") {
         Some(value)
             if status == 200
-                && !reply.request.head_only
+                && !reply.head_only
                 && if_range_holds(&validators, head.first_header("if-range")) =>
         {
             parse_range(value, size)
@@ -392,7 +411,7 @@ fn encode(
 ) -> Outgoing {
     let mut bytes = Vec::with_capacity(512);
     let mut head = HeadEncoder::new(&mut bytes, status);
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(reply.handler_headers) {
         head.header(name, value);
     }
     let server = reply.server();
@@ -402,8 +421,39 @@ fn encode(
         len,
     );
     let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), server.persistence);
-    outgoing.file = body.filter(|body| !reply.request.head_only && body.len > 0);
+    outgoing.file = body.filter(|body| !reply.head_only && body.len > 0);
     outgoing
+}
+
+/// One file sent by a handler (`response.send_file`): the request it answers and what the
+/// handler set.
+pub struct OneFile<'a> {
+    pub head: &'a RequestHead,
+    pub head_only: bool,
+    pub persistence: Persistence,
+    pub server_identifier: &'a str,
+    /// The CORS lines of the request, if any.
+    pub extra_lines: &'a [u8],
+    /// The handler's headers and cookies, validated.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub content_type: Option<&'a str>,
+}
+
+/// Answers with the file at `path` exactly as a file router answers with a file it found:
+/// validators, `304`, `Range` (`206`, `416`), `HEAD`, the body by `sendfile(2)`. The path
+/// is the handler's choice (no root applies); a missing one is `404`, an unreadable one
+/// `403` or `500`, a folder `404`.
+pub fn respond_one(path: &Path, one: &OneFile<'_>) -> Outgoing {
+    let reply = Reply {
+        head: one.head,
+        head_only: one.head_only,
+        persistence: one.persistence,
+        server_identifier: one.server_identifier,
+        extra_lines: one.extra_lines.to_vec(),
+        handler_headers: one.headers,
+        content_type: one.content_type,
+    };
+    serve_file(None, &reply, path, 200)
 }
 
 /// Why a file router's settings were refused; the message is for the caller.
