@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-
 from godottpd import HttpRouter, HttpServer
 
 HOST = "127.0.0.1"
@@ -103,7 +102,7 @@ def test_min_body_rate_zero_lets_a_slow_body_through(serve, build) -> None:
 
 @pytest.mark.parametrize("value", [-1, "fast", 1.5])
 def test_min_body_rate_must_be_a_non_negative_int(value: Any) -> None:
-    with pytest.raises((ValueError, TypeError), match="min_body_rate|integer|int"):
+    with pytest.raises((ValueError, TypeError), match=r"min_body_rate|integer|int"):
         HttpServer(port=0, min_body_rate=value)
 
 
