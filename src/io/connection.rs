@@ -633,7 +633,10 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 _ => return Err(()),
             }
         }
-        // A buffering stream (TLS) sends what it holds; on TCP this does nothing.
+        if !T::BUFFERS_WRITES {
+            return Ok(());
+        }
+        // A buffering stream (TLS) sends what it holds.
         match timeout(write_timeout, self.stream.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
