@@ -343,8 +343,10 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 let length = length as usize;
                 if self.input.len() < length {
                     self.prepare_body_wait(head, &mut continued).await?;
+                    // Waiting for earlier answers may have read more (pipelined bytes): the
+                    // body may be here now, and more than it.
                     let rate = BodyRate::start(self.input.len());
-                    self.input.reserve(length - self.input.len());
+                    self.input.reserve(length.saturating_sub(self.input.len()));
                     while self.input.len() < length {
                         self.read_more_body(&rate.with_received(self.input.len()))
                             .await?;

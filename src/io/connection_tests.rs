@@ -480,3 +480,31 @@ async fn a_malformed_request_after_good_ones_is_answered_after_them() {
     assert!(refused.head.contains("Connection: close"));
     assert!(h.closed().await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_arrives_with_more_while_an_earlier_answer_is_awaited() {
+    let mut h = start(limits(), 64 * 1024, None);
+    // The POST's body is not here yet: the connection first waits for the GET's answer,
+    // reading on meanwhile; the body then arrives together with the next request.
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        .await;
+    let first = h.job().await;
+    h.send(b"12345GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // Let the connection read those bytes before the first answer comes.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    answer(first, Some(b"first"));
+    let second = h.job().await;
+    assert_eq!(second.context.request.body.as_ref(), b"12345");
+    answer(second, None);
+    let third = h.job().await;
+    answer(third, Some(b"third"));
+    let bodies = [
+        h.response().await.body,
+        h.response().await.body,
+        h.response().await.body,
+    ];
+    assert_eq!(
+        bodies,
+        [b"first".to_vec(), b"12345".to_vec(), b"third".to_vec()]
+    );
+}
