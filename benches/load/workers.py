@@ -63,6 +63,7 @@ RESULTS = harness.RESULTS
 CONNECTIONS = 64
 COUNTS = [1, 2]
 SCALING_TARGET = 1.7
+CONTENDED = 0.5  # cores taken by other work from which the run is marked as saturated
 PYTHON_SHAPES = ["plaintext", "json"]
 PEER_SERVERS = ["granian", "socketify"]
 GODOTTPD_SERVERS = ["godottpd", "godottpd-inline"]
@@ -207,7 +208,8 @@ def median(runs: list[dict], key: str) -> float | None:
 
 def summarize(case: Case, shape: str) -> dict:
     runs = case.samples.get(shape, [])
-    splits = [run["process_cores"] for run in runs]
+    # the split of the run with the median req/s
+    middle = sorted(runs, key=lambda run: run["rps"])[len(runs) // 2] if runs else None
     return {
         "case": case.key,
         "label": case.label,
@@ -224,7 +226,7 @@ def summarize(case: Case, shape: str) -> dict:
         "wrk_cores_max": max((run["wrk_cpu_share"] or 0.0 for run in runs), default=0.0),
         "other_cores": median(runs, "other_cores"),
         "steal_cores": median(runs, "steal_cores"),
-        "process_cores": splits[len(splits) // 2] if splits else [],
+        "process_cores": middle["process_cores"] if middle else [],
         "processes": runs[-1]["processes"] if runs else 0,
         "errors": sum(run["non2xx"] + run["socket_errors"] for run in runs),
         "requests": sum(run["requests"] for run in runs),
@@ -425,6 +427,17 @@ def markdown(results: dict) -> str:
         "the ratios within one run are what compare.",
         "",
     ]
+    other = meta.get("other_cores_median")
+    if other is not None and other >= CONTENDED:
+        lines += [
+            f"**The machine was saturated**: other work took a median {other:.2f} of its "
+            f"{results['machine']['cpus']} cores during the windows, so each server got the "
+            "share of the cores the scheduler gave it (the *cores* column), not what it could "
+            "use. Requests/s, and with them the 2-vs-1 ratios, measure that share as much as "
+            "the server; **CPU/req** is the figure that carries over to an idle machine (equal "
+            "CPU/req at 1 and 2 workers: a second worker costs nothing per request).",
+            "",
+        ]
     for shape in PYTHON_SHAPES:
         by_key = {row["case"]: row for row in results["shapes"].get(shape, [])}
         if not by_key:
@@ -532,10 +545,32 @@ def main() -> None:
         default=",".join(SHAPES),
         help="comma-separated, of: " + ", ".join(SHAPES),
     )
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        metavar="LOAD",
+        help="first wait (up to --wait-max seconds) for the 1-minute load average to fall "
+        "below LOAD",
+    )
+    parser.add_argument("--wait-max", type=float, default=600.0, help="(default 600)")
     parser.add_argument("--no-install", action="store_true", help="pip-install nothing")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--prefix", help="file name prefix (default workers)")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only rewrite the .md of a recorded run"
+    )
     args = parser.parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        others = [row["other_cores"] for rows in results["shapes"].values() for row in rows]
+        others = [value for value in others if value is not None]
+        results["meta"].setdefault(
+            "other_cores_median", round(statistics.median(others), 2) if others else None
+        )
+        md = args.render.with_name(args.render.name.replace("-results.json", "-results.md"))
+        md.write_text(markdown(results))
+        print(md.read_text())
+        return
     defaults = (
         {"duration": 2, "warmup": 1, "runs": 1, "prefix": "workers-quick"}
         if args.quick
@@ -571,6 +606,11 @@ def main() -> None:
     (static_dir / "file.bin").write_bytes(static_data)
     scripts = harness.write_scripts(tmp)
 
+    if args.wait_load is not None:
+        deadline = time.monotonic() + args.wait_max
+        while os.getloadavg()[0] >= args.wait_load and time.monotonic() < deadline:
+            time.sleep(5)
+        harness.log(f"load average {os.getloadavg()[0]:.2f} (waited for < {args.wait_load})")
     cases = cases_for(shapes, servers)
     started_at = time.monotonic()
     load_before = os.getloadavg()
@@ -669,6 +709,9 @@ def main() -> None:
         shape: {row["case"]: row for row in rows} for shape, rows in results["shapes"].items()
     }
     results["targets"] = evaluate(by_shape)
+    others = [row["other_cores"] for rows in results["shapes"].values() for row in rows]
+    others = [value for value in others if value is not None]
+    results["meta"]["other_cores_median"] = round(statistics.median(others), 2) if others else None
     static = by_shape.get("static", {})
     results["file_threads_scaling"] = ratio(
         static.get("godottpd-cli-t2", {}).get("rps"), static.get("godottpd-cli-t1", {}).get("rps")
