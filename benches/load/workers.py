@@ -164,6 +164,22 @@ def cpu_times() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
+def tree_wait_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds each thread of the tree spent runnable but waiting for a core
+    (/proc/PID/task/TID/schedstat, second field): how much more CPU the server wanted."""
+    waits = {}
+    for process in harness.tree_pids(pid):
+        try:
+            for task in Path(f"/proc/{process}/task").iterdir():
+                try:
+                    waits[int(task.name)] = int((task / "schedstat").read_text().split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        except OSError:
+            continue
+    return waits
+
+
 def timed(case: Case, shape: harness.Shape, seconds: float, scripts, tmp: Path):
     """One wrk run against one case: run.py's wrk() plus the machine's other load and the
     split of the server's CPU over its processes."""
@@ -172,8 +188,10 @@ def timed(case: Case, shape: harness.Shape, seconds: float, scripts, tmp: Path):
     root = handle.process.pid
     busy_before, steal_before = cpu_times()
     before = harness.tree_cpu_ticks(root)
+    waits_before = tree_wait_ns(root)
     with harness.RssSampler(root) as sampler:
         output, stats = harness.wrk(handle, shape, seconds, CONNECTIONS, scripts, tmp, False)
+    waits_after = tree_wait_ns(root)
     after = harness.tree_cpu_ticks(root)
     busy_after, steal_after = cpu_times()
     window = stats["window_s"] or seconds
@@ -192,6 +210,12 @@ def timed(case: Case, shape: harness.Shape, seconds: float, scripts, tmp: Path):
             "machine_busy_cores": busy,
             "other_cores": max(busy - server_cores - wrk_cores, 0.0),
             "steal_cores": (steal_after - steal_before) / window,
+            # runnable but not running: the cores the server waited for (0 on an idle machine)
+            "waiting_cores": sum(
+                max(value - waits_before.get(tid, 0), 0) for tid, value in waits_after.items()
+            )
+            / 1e9
+            / window,
             # the processes that did work (supervisors and masters idle at ~0)
             "process_cores": [round(share, 3) for share in per_process if share >= 0.02],
             "processes": len(after),
@@ -226,6 +250,7 @@ def summarize(case: Case, shape: str) -> dict:
         "wrk_cores_max": max((run["wrk_cpu_share"] or 0.0 for run in runs), default=0.0),
         "other_cores": median(runs, "other_cores"),
         "steal_cores": median(runs, "steal_cores"),
+        "waiting_cores": median(runs, "waiting_cores"),
         "process_cores": middle["process_cores"] if middle else [],
         "processes": runs[-1]["processes"] if runs else 0,
         "errors": sum(run["non2xx"] + run["socket_errors"] for run in runs),
@@ -320,8 +345,9 @@ def fmt_range(values: list[float]) -> str:
 def scaling_table(shape: str, by_key: dict[str, dict]) -> list[str]:
     """Servers x worker counts, with 2/1 and godottpd/peer ratios."""
     lines = [
-        "| server | 1: req/s | CPU/req | cores | wrk | 2: req/s | CPU/req | cores | wrk | 2 vs 1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | 1: req/s | CPU/req | cores | waited | wrk | 2: req/s | CPU/req | cores | "
+        "waited | wrk | 2 vs 1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for server in ROUTE_SERVERS:
         one, two = by_key.get(f"{server}-w1"), by_key.get(f"{server}-w2")
@@ -334,10 +360,11 @@ def scaling_table(shape: str, by_key: dict[str, dict]) -> list[str]:
                     fmt_rps(row["rps"]),
                     fmt_us(row["cpu_us_per_req"]),
                     fmt_cores(row["server_cores"]),
+                    fmt_cores(row.get("waiting_cores")),
                     f"{row['wrk_cores']:.0%}",
                 ]
             else:
-                cells += ["n/a", "", "", ""]
+                cells += ["n/a", "", "", "", ""]
         cells.append(fmt_x(ratio(two["rps"], one["rps"])) if one and two else "")
         lines.append("| " + " | ".join(cells) + " |")
     for server in GODOTTPD_SERVERS:
@@ -353,9 +380,10 @@ def scaling_table(shape: str, by_key: dict[str, dict]) -> list[str]:
                         fmt_x(ratio(mine["cpu_us_per_req"], other["cpu_us_per_req"])),
                         "",
                         "",
+                        "",
                     ]
                 else:
-                    cells += ["", "", "", ""]
+                    cells += ["", "", "", "", ""]
             if present:
                 lines.append("| " + " | ".join([*cells, ""]) + " |")
     return lines
@@ -363,8 +391,8 @@ def scaling_table(shape: str, by_key: dict[str, dict]) -> list[str]:
 
 def static_table(by_key: dict[str, dict]) -> list[str]:
     lines = [
-        "| server | req/s | CPU/req | cores | wrk | vs --threads 1 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | req/s | CPU/req | cores | waited | wrk | vs --threads 1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     base = by_key.get("godottpd-cli-t1")
     order = ["godottpd-cli-t1", "godottpd-cli-t2", "godottpd-cli-w2"]
@@ -376,7 +404,8 @@ def static_table(by_key: dict[str, dict]) -> list[str]:
         versus = fmt_x(ratio(row["rps"], base["rps"])) if base else ""
         lines.append(
             f"| {row['label']} | {fmt_rps(row['rps'])} | {fmt_us(row['cpu_us_per_req'])} | "
-            f"{fmt_cores(row['server_cores'])} | {row['wrk_cores']:.0%} | {versus} |"
+            f"{fmt_cores(row['server_cores'])} | {fmt_cores(row.get('waiting_cores'))} | "
+            f"{row['wrk_cores']:.0%} | {versus} |"
         )
     return lines
 
@@ -384,8 +413,8 @@ def static_table(by_key: dict[str, dict]) -> list[str]:
 def details_table(results: dict) -> list[str]:
     lines = [
         "| shape | case | req/s per run | CPU/req per run | cores per process | "
-        "other load (cores) | steal | errors | peak RSS |",
-        "|---|---|---|---|---|---:|---:|---:|---:|",
+        "waited (cores) | other load (cores) | steal | errors | peak RSS |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for shape, rows in results["shapes"].items():
         for row in rows:
@@ -394,7 +423,8 @@ def details_table(results: dict) -> list[str]:
             split = " + ".join(f"{value:.2f}" for value in row["process_cores"]) or "?"
             lines.append(
                 f"| {shape} | {row['label']} | {rps} | {cpu} µs | {split} "
-                f"({row['processes']} proc.) | {fmt_cores(row['other_cores'])} | "
+                f"({row['processes']} proc.) | {fmt_cores(row.get('waiting_cores'))} | "
+                f"{fmt_cores(row['other_cores'])} | "
                 f"{fmt_cores(row['steal_cores'])} | {row['errors']} | "
                 f"{row['peak_rss_kib'] / 1024:.0f} MiB |"
             )
@@ -418,7 +448,10 @@ def markdown(results: dict) -> str:
         "CPU: its share of a core is the **wrk** column. **CPU/req**: the server's "
         "utime+stime (`/proc/PID/stat`, all threads, summed over the process tree: supervisor "
         "or master plus every worker) over exactly the wrk window, divided by the requests "
-        "answered. **cores**: that CPU time over the window (2.00 is both cores).",
+        "answered. **cores**: that CPU time over the window (2.00 is both cores). "
+        "**waited**: the time its threads were runnable but waiting for a core "
+        "(`/proc/PID/task/TID/schedstat`) over the window, in cores: near 0 on an idle "
+        "machine; large when other work held the cores the server wanted.",
         "",
         f"**How busy the machine was**: load average (1 min) {load[0]} before the run and "
         f"{load[1]} after; the *other load* column of the details is the CPU other work took "
@@ -658,7 +691,8 @@ def main() -> None:
                         f"{shape_name:9} run {run + 1}/{args.runs} {case.label:32} "
                         f"{stats['rps']:>10,.0f} req/s  CPU/req "
                         f"{harness.fmt_us(stats['cpu_us_per_req']):>9}  cores {split:12} "
-                        f"wrk {stats['wrk_cpu_share']:.0%}  others {stats['other_cores']:.2f}"
+                        f"wrk {stats['wrk_cpu_share']:.0%}  waited {stats['waiting_cores']:.2f}  "
+                        f"others {stats['other_cores']:.2f}"
                     )
         for case in live:
             assert case.handle is not None and case.handle.process is not None
