@@ -1,7 +1,7 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python soak fuzz lint lint-workflows format bench bench-load wheels
+.PHONY: install test test-rust test-python soak fuzz lint lint-workflows format bench bench-load bench-workers wheels
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -46,6 +46,12 @@ bench-load:
 	cargo build --release
 	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
 	$(PYTHON) benches/load/run.py
+
+# 1 and 2 workers against granian and socketify, and files with --threads 1 and 2 (issue 12).
+bench-workers:
+	cargo build --release
+	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
+	$(PYTHON) benches/load/workers.py
 
 # The manylinux2014 x86_64 abi3 wheel (zig) and the sdist in dist/, checked (auditwheel,
 # abi3audit, twine, actionlint) and smoke-tested in fresh venvs of CPython 3.9 and 3.13;
