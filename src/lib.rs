@@ -34,6 +34,8 @@ mod _godottpd {
     use crate::python::router::HttpRouter;
     #[pymodule_export]
     use crate::python::server::HttpServer;
+    #[pymodule_export]
+    use crate::python::tls::{_machine_addresses, self_signed_certificate};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -13,3 +13,4 @@ pub(crate) mod connection;
 pub(crate) mod engine;
 pub(crate) mod listener;
 pub(crate) mod sendfile;
+pub(crate) mod tls;

@@ -3,7 +3,7 @@
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
 //! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
-//! `access_log` and `type_name`.
+//! `access_log`, `tls` (`self_signed_certificate()` and TLS errors) and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
 //! them uses it. Python runs only on threads that this layer owns (or the caller's), never
@@ -18,4 +18,5 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
+pub(crate) mod tls;
 pub(crate) mod type_name;

@@ -18,6 +18,8 @@ use crate::python::access_log::{log_thread, AccessEvent};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, Work};
 use crate::python::router::{HttpRouter, PyRoute};
+use crate::io::tls::acceptor::TlsAcceptor;
+use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
 
 /// How often a blocking call wakes up to let Ctrl-C through.
@@ -54,6 +56,8 @@ pub struct HttpServer {
     handler_threads: usize,
     config: Arc<LiveConfig>,
     running: Mutex<Option<Running>>,
+    /// With `tls_cert` and `tls_key`: the server speaks only HTTPS.
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +151,8 @@ impl HttpServer {
         io_threads = 1,
         handler_threads = 8,
         access_log = false,
+        tls_cert = None,
+        tls_key = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -167,6 +173,8 @@ impl HttpServer {
         io_threads: i64,
         handler_threads: i64,
         access_log: bool,
+        tls_cert: Option<std::path::PathBuf>,
+        tls_key: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
@@ -219,6 +227,7 @@ impl HttpServer {
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
+            tls: load_acceptor(tls_cert, tls_key)?,
         })
     }
 
@@ -277,6 +286,27 @@ impl HttpServer {
     #[getter]
     fn is_running(&self) -> bool {
         lock(&self.running).is_some()
+    }
+
+    /// Re-reads `tls_cert` and `tls_key`: connections accepted from now on use them, open
+    /// ones carry on. On an error (`ValueError` naming the file) nothing changes.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(tls) = &self.tls else {
+            return Err(PyRuntimeError::new_err(
+                "reload_tls() needs a server made with tls_cert and tls_key",
+            ));
+        };
+        py.detach(|| tls.reload()).map_err(file_error)
+    }
+
+    /// `"https"` with `tls_cert` and `tls_key`, else `"http"`.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
