@@ -16,6 +16,7 @@ from godottpd._godottpd import (
     HttpRouter,
     HttpServer,
     __version__,
+    self_signed_certificate,
 )
 
 Mapping.register(Headers)
@@ -30,4 +31,5 @@ __all__ = [
     "HttpRouter",
     "HttpServer",
     "__version__",
+    "self_signed_certificate",
 ]

@@ -7,14 +7,21 @@ per request goes to the ``godottpd.access`` logger, printed on stderr unless ``-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from godottpd._godottpd import HttpFileRouter, HttpServer
+from godottpd._godottpd import (
+    HttpFileRouter,
+    HttpServer,
+    _machine_addresses,
+    self_signed_certificate,
+)
 
 DEFAULT_PORT = 8000
 
@@ -88,20 +95,56 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help='allow cross-origin requests from ORIGIN (repeatable; "*" for any origin)',
     )
+    tls = parser.add_argument_group(
+        "HTTPS", "serve HTTPS only (TLS 1.2 and 1.3): with your certificate, or a self-signed one"
+    )
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="the certificate chain (PEM), with --tls-key"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help=(
+            "serve with a self-signed certificate for this machine's names and addresses, "
+            "made once and kept in the per-user cache folder; prints its SHA-256 fingerprint"
+        ),
+    )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="do not log one line per request on stderr"
     )
     return parser
 
 
-def _url(bind: str, port: int) -> str:
-    if bind in ("*", "0.0.0.0", "::", ""):
-        host = "localhost"
-    elif ":" in bind and not bind.startswith("["):
-        host = f"[{bind}]"
-    else:
-        host = bind
-    return f"http://{host}:{port}/"
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _url(bind: str, port: int, scheme: str = "http") -> str:
+    host = "localhost" if bind in ("*", "0.0.0.0", "::", "") else _host(bind)
+    return f"{scheme}://{host}:{port}/"
+
+
+def _other_urls(bind: str, port: int, scheme: str) -> list[str]:
+    """The URLs another device can type: one per address of this machine, when every
+    address is served (IPv6 only where the socket takes it)."""
+    if bind not in ("*", "0.0.0.0", "::", ""):
+        return []
+    addresses = _machine_addresses()
+    if bind == "0.0.0.0":
+        addresses = [a for a in addresses if ":" not in a]
+    return [f"{scheme}://{_host(address)}:{port}/" for address in addresses]
+
+
+def fingerprint(cert_path: str) -> str:
+    """The SHA-256 fingerprint of the first certificate in ``cert_path``, as browsers show
+    it (colon-separated hex pairs)."""
+    with open(cert_path, encoding="ascii") as file:
+        pem = file.read()
+    end = "-----END CERTIFICATE-----"
+    first = pem[: pem.index(end) + len(end)] + "\n"
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(first)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _configure_access_log(quiet: bool) -> None:
@@ -125,6 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.directory!r} is not a folder")
     if not 0 <= args.port <= 65535:
         parser.error(f"port must be in 0..65535, not {args.port}")
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        parser.error("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    cert, key = args.tls_cert, args.tls_key
+    if args.tls_self_signed:
+        try:
+            cert, key = self_signed_certificate()
+        except (OSError, ValueError) as error:
+            parser.error(f"cannot make a self-signed certificate: {error}")
     try:
         router = HttpFileRouter(
             directory,
@@ -132,7 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             fallback_page=args.fallback,
             cross_origin_isolation=args.cross_origin_isolation,
         )
-        server = HttpServer(port=args.port, bind_address=args.bind, access_log=not args.quiet)
+        server = HttpServer(
+            port=args.port,
+            bind_address=args.bind,
+            access_log=not args.quiet,
+            tls_cert=cert,
+            tls_key=key,
+        )
         server.register_router("/", router)
         if args.cors:
             server.enable_cors(args.cors, "GET, HEAD, OPTIONS")
@@ -145,10 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    print(
-        f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
-        flush=True,
-    )
+    scheme = server.scheme
+    lines = [
+        f"Serving {directory} at {_url(args.bind, server.port, scheme)} (press Ctrl-C to stop)"
+    ]
+    if cert is not None:
+        lines += [f"  also at {url}" for url in _other_urls(args.bind, server.port, scheme)]
+        lines.append(f"Certificate {cert}")
+        lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
+    print("\n".join(lines), flush=True)
     try:
         server.serve_forever()
     except (KeyboardInterrupt, _Terminated):
