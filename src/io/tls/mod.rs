@@ -6,4 +6,5 @@
 
 pub(crate) mod acceptor;
 pub(crate) mod config;
+pub(crate) mod refuse;
 pub(crate) mod self_signed;
