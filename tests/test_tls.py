@@ -47,8 +47,24 @@ def https(serve: Callable[..., HttpServer], make_router: Any, tls_certs: Any) ->
     return _https
 
 
+_open: list[RawClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Any:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+def plain_client(port: int, **kwargs: Any) -> RawClient:
+    client = RawClient(port, **kwargs)
+    _open.append(client)
+    return client
+
+
 def tls_client(server: HttpServer, tls_certs: Any, **kwargs: Any) -> RawClient:
-    return RawClient(server.port, tls=tls_certs.client_context(), **kwargs)
+    return plain_client(server.port, tls=tls_certs.client_context(), **kwargs)
 
 
 def answers(server: HttpServer, tls_certs: Any) -> bool:
@@ -254,7 +270,7 @@ def test_large_request_and_response_bodies(https: Any, tls_certs: Any, make_rout
 
 def test_plain_http_gets_a_cleartext_400(https: Any, tls_certs: Any) -> None:
     server = https()
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     response = client.request(build_request("GET", "/who"))
     assert response.status == 400
     assert "HTTPS" in response.text
@@ -266,7 +282,7 @@ def test_plain_http_gets_a_cleartext_400(https: Any, tls_certs: Any) -> None:
 
 def test_plain_http_sent_in_pieces_still_gets_the_400(https: Any, tls_certs: Any) -> None:
     server = https()
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     client.send(b"G")
     client.send(b"ET /who HTTP/1.1\r\n")
     assert client.read_response().status == 400
@@ -275,7 +291,7 @@ def test_plain_http_sent_in_pieces_still_gets_the_400(https: Any, tls_certs: Any
 
 def hostile(server: HttpServer, tls_certs: Any, data: bytes, close: bool = True) -> RawClient:
     """Sends ``data`` raw; the server must close without answering, and serve others."""
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     client.send(data)
     if close:
         assert client.is_closed(timeout=5), "left open"
@@ -313,7 +329,7 @@ def client_hello(tls_certs: Any, context: ssl.SSLContext | None = None) -> bytes
 def test_truncated_client_hello_then_close(https: Any, tls_certs: Any) -> None:
     server = https()
     hello = client_hello(tls_certs)
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     client.send(hello[: len(hello) // 2])
     client.close()
     assert answers(server, tls_certs)
@@ -324,7 +340,7 @@ def test_truncated_client_hello_then_silence_is_closed_at_header_timeout(
 ) -> None:
     server = https(header_timeout=1.0)
     hello = client_hello(tls_certs)
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     client.send(hello[: len(hello) // 2])
     started = time.monotonic()
     assert client.is_closed(timeout=8)
@@ -335,7 +351,7 @@ def test_truncated_client_hello_then_silence_is_closed_at_header_timeout(
 
 def test_silent_connection_is_closed_at_header_timeout(https: Any, tls_certs: Any) -> None:
     server = https(header_timeout=1.0)
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     assert client.is_closed(timeout=8)
     assert answers(server, tls_certs)
 
@@ -390,7 +406,7 @@ def test_client_hello_dribbled_too_slowly_is_cut_at_header_timeout(
 ) -> None:
     server = https(header_timeout=1.0)
     hello = client_hello(tls_certs)
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     started = time.monotonic()
     closed = False
     for i in range(len(hello)):
@@ -411,7 +427,7 @@ def test_client_that_vanishes_mid_handshake(https: Any, tls_certs: Any) -> None:
     server = https()
     hello = client_hello(tls_certs)
     for _ in range(5):
-        client = RawClient(server.port)
+        client = plain_client(server.port)
         client.send(hello)
         client.sock.recv(100)  # the start of the server's flight, then gone
         client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
@@ -436,7 +452,7 @@ def test_unsupported_version_is_refused(https: Any, tls_certs: Any, version: ssl
         hello = client_hello(tls_certs, context)
     except (ssl.SSLError, ValueError) as error:
         pytest.skip(f"this OpenSSL cannot offer {version.name}: {error}")
-    client = RawClient(server.port)
+    client = plain_client(server.port)
     client.send(hello)
     assert client.is_closed(timeout=5)
     # What came back, if anything, is a TLS alert (content type 21), never HTTP.
@@ -467,11 +483,11 @@ def test_wrong_certificate_trust_fails_on_the_client_only(https: Any, tls_certs:
 def test_handshakes_count_against_max_connections(https: Any, tls_certs: Any) -> None:
     server = https(max_connections=2, header_timeout=30.0)
     # Two connections that never finish a handshake fill the server.
-    holders = [RawClient(server.port) for _ in range(2)]
+    holders = [plain_client(server.port) for _ in range(2)]
     for holder in holders:
         holder.send(b"\x16\x03\x01")
     wait_for(lambda: False, timeout=0.2)
-    third = RawClient(server.port, tls=tls_certs.client_context())
+    third = tls_client(server, tls_certs)
     response = third.request(build_request("GET", "/who"))
     assert response.status == 503
     for holder in holders:
@@ -484,7 +500,7 @@ def test_many_hostile_connections_at_once(https: Any, tls_certs: Any) -> None:
     hello = client_hello(tls_certs)
     clients = []
     for i in range(40):
-        client = RawClient(server.port)
+        client = plain_client(server.port)
         client.send([b"\x16\x03\x01\x00", hello[:50], b"\x00" * 10, hello][i % 4])
         clients.append(client)
     assert answers(server, tls_certs)

@@ -1,21 +1,46 @@
 """Load benchmark: godottpd against the Python servers people choose, and nginx.
 
-One command, from the repository root:
+One command, from the repository root, inside a virtual environment (the harness installs
+its Python peers with ``sys.executable -m pip``, so into the interpreter that runs it; it
+refuses to pip-install into an interpreter that is not a venv unless ``--pip-global``):
 
-    python benches/load/run.py                       # everything, 3 runs x 5 s per route
-    python benches/load/run.py --duration 2 --runs 1 --servers godottpd,uvicorn
+    python benches/load/run.py              # every shape, 3 runs x 5 s, about 20 minutes
+    python benches/load/run.py --quick      # smoke test: 1 run x 2 s, about 4 minutes
+    python benches/load/run.py --duration 2 --runs 1 --servers godottpd,uvicorn \\
+        --shapes plaintext,pipelined
 
 It installs what it needs (pip: granian, socketify, uvicorn[standard], matplotlib; apt:
-wrk, nginx-light, libuv1), builds nothing: godottpd is imported from ``python/`` (build it
-first: ``cargo build --release && cp target/release/libgodottpd.so
+wrk, nginx-light, libuv1, linux-perf), builds nothing: godottpd is imported from
+``python/`` (build it first: ``cargo build --release && cp target/release/libgodottpd.so
 python/godottpd/_godottpd.abi3.so``). Each server is one process (its process tree for
 granian), pinned to core 0 with taskset; wrk runs pinned to core 1. Every server is checked
-for correct answers with a real HTTP client first; one that fails is reported, not timed.
+for correct answers with a real HTTP client first (and for 16 pipelined answers on one
+socket); one that fails is reported, not timed.
 
-Runs are interleaved (for each route, for each run, every server in turn) so that noise from
+Shapes (``--shapes``): the four routes at 64 connections (plaintext, json, echo, static),
+``headers`` (a handler reading ``request.headers`` and ``request.query``, sent the 20
+browser-like headers), ``browser`` (plaintext with the 20 browser-like headers),
+``pipelined`` (plaintext, 16 requests per write, as TechEmpower's plaintext test),
+``c1`` and ``c1024`` (plaintext at 1 and 1,024 connections).
+
+Figures per server and shape, each the median of the runs: requests/s, p50 and p99
+latency, the server's CPU time per request (utime+stime from /proc/PID/stat, all threads,
+summed over the process tree, over exactly the wrk window), instructions per request
+(``perf stat -e instructions -p PID`` over the window; "n/a" where the machine has no such
+counter), the load generator's own CPU share (wrk's rusage over its wall time) and the
+server's. Where wrk sits at 90 % or more of its core, requests/s is wrk's ceiling, not the
+server's: that shape's table is ranked by CPU time per request and says so. Every figure
+is printed with its ratio to godottpd's (the server's figure / godottpd's), and the
+targets of issue 14 are evaluated into a pass/miss list with the margins.
+
+Runs are interleaved (for each shape, for each run, every server in turn) so that noise from
 other work on the machine spreads over all servers alike; compare the ratios within one run.
-Results go to benches/results/: load-raw.txt (every wrk output), load-results.json,
-load-results.md (the table) and load-chart.png.
+Results go to benches/results/: PREFIX-raw.txt (every wrk and perf output),
+PREFIX-results.json, PREFIX-results.md (the tables and the targets) and PREFIX-chart.png;
+PREFIX is ``load`` (``quick`` with ``--quick``).
+
+``--baseline DIR`` also times ``godottpd-baseline``: the godottpd package found in DIR (a
+copy of ``python/`` holding another build of the extension), side by side with this one.
 """
 
 from __future__ import annotations
@@ -27,6 +52,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -48,20 +74,85 @@ SERVER_CORE = "0"
 CLIENT_CORE = "1"
 STATIC_SIZE = 100 * 1024
 ECHO_SIZE = 1024
+PIPELINE_DEPTH = 16
+PERF_EVENT = "instructions"
+WRK_SATURATED = 0.90  # wrk's CPU share of its core from which it, not the server, is the limit
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
-ROUTES = ["plaintext", "json", "echo", "static"]
-ROUTE_LABELS = {
-    "plaintext": "GET /plaintext",
-    "json": "GET /json",
-    "echo": "POST /echo (1 KiB)",
-    "static": "GET /static/file.bin (100 KiB)",
-}
+ROUTES = ["plaintext", "json", "echo", "static", "headers"]
+QUERY = "id=42&q=hello&page=3&sort=asc"
 ROUTE_PATHS = {
     "plaintext": "/plaintext",
     "json": "/json",
     "echo": "/echo",
     "static": "/static/file.bin",
+    "headers": f"/headers?{QUERY}",
 }
+
+# 20 header fields as a browser sends them: Host (wrk's own) and these 19.
+BROWSER_HEADERS = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+    "image/webp,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9,fr;q=0.8",
+    "Accept-Encoding": "gzip, deflate, br, zstd",
+    "Connection": "keep-alive",
+    "Upgrade-Insecure-Requests": "1",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Site": "same-origin",
+    "Sec-Fetch-User": "?1",
+    "Sec-CH-UA": '"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"',
+    "Sec-CH-UA-Mobile": "?0",
+    "Sec-CH-UA-Platform": '"Linux"',
+    "Cache-Control": "max-age=0",
+    "Referer": "http://127.0.0.1/index.html",
+    "Cookie": "session=6f1c2a9b8e7d4c3b2a1f0e9d8c7b6a5f; theme=dark; consent=yes",
+    "DNT": "1",
+    "Priority": "u=0, i",
+    "If-None-Match": '"5e1f2a-3c4d"',
+}
+HEADERS_BODY = "|".join(
+    (BROWSER_HEADERS["User-Agent"], BROWSER_HEADERS["Accept-Language"], "42", "hello")
+).encode()
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    label: str
+    route: str
+    connections: int | None = None  # None: --connections (64)
+    script: str | None = None  # "echo", "browser" or "pipeline"
+
+
+SHAPES = [
+    Shape("plaintext", "GET /plaintext", "plaintext"),
+    Shape("json", "GET /json", "json"),
+    Shape("echo", "POST /echo (1 KiB)", "echo", script="echo"),
+    Shape("static", "GET /static/file.bin (100 KiB)", "static"),
+    Shape(
+        "headers",
+        "GET /headers?... (handler reads request.headers and request.query; 20 headers)",
+        "headers",
+        script="browser",
+    ),
+    Shape("browser", "GET /plaintext with 20 browser-like headers", "plaintext", script="browser"),
+    Shape(
+        "pipelined",
+        f"GET /plaintext, {PIPELINE_DEPTH} pipelined requests per write",
+        "plaintext",
+        script="pipeline",
+    ),
+    Shape("c1", "GET /plaintext", "plaintext", connections=1),
+    Shape("c1024", "GET /plaintext", "plaintext", connections=1024),
+]
+SHAPE_BY_NAME = {shape.name: shape for shape in SHAPES}
+# "Every route" of the targets: the routes at the default connection count, one request per
+# write (the pipelined and 1- and 1,024-connection shapes have targets of their own).
+ROUTE_SHAPES = ["plaintext", "json", "echo", "static", "headers", "browser"]
+
 ALL_SERVERS = [
     "godottpd",
     "godottpd-inline",
@@ -74,6 +165,9 @@ ALL_SERVERS = [
 ]
 DEFAULT_SERVERS = [name for name in ALL_SERVERS if name != "godottpd-baseline"]
 PYTHON_PEERS = ["granian", "socketify", "uvicorn", "http.server"]
+GODOTTPD_VARIANTS = ["godottpd", "godottpd-inline", "godottpd-baseline"]
+# Those the targets compare godottpd (the default mode) with: every server not godottpd.
+PEERS = [name for name in ALL_SERVERS if name not in GODOTTPD_VARIANTS]
 
 
 def log(message: str) -> None:
@@ -83,7 +177,17 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------- installation
 
 
-def pip_install(requirement: str) -> bool:
+def in_venv() -> bool:
+    return sys.prefix != getattr(sys, "base_prefix", sys.prefix)
+
+
+def pip_install(requirement: str, allow_global: bool) -> bool:
+    if not in_venv() and not allow_global:
+        log(
+            f"not in a virtual environment: not pip-installing {requirement} into "
+            f"{sys.executable} (run from a venv, or pass --pip-global)"
+        )
+        return False
     command = [
         sys.executable,
         "-m",
@@ -93,6 +197,7 @@ def pip_install(requirement: str) -> bool:
         "--disable-pip-version-check",
         requirement,
     ]
+    log(f"{sys.executable} -m pip install {requirement}")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         log(f"pip install {requirement} failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -131,11 +236,13 @@ def socketify_loads() -> str | None:
     )
 
 
-def install(servers: list[str]) -> dict[str, str]:
+def install(servers: list[str], allow_global: bool) -> dict[str, str]:
     """Installs what is missing. Returns the servers that cannot run, with why."""
     apt_needed = []
     if not shutil.which("wrk"):
         apt_needed.append("wrk")
+    if not shutil.which("perf"):
+        apt_needed.append("linux-perf")
     if "nginx" in servers and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         apt_needed.append("nginx-light")
     if "socketify" in servers and not Path("/usr/lib/x86_64-linux-gnu/libuv.so.1").exists():
@@ -149,15 +256,16 @@ def install(servers: list[str]) -> dict[str, str]:
     }
     for server, (module, requirement) in pip_needed.items():
         if server in servers and not have_module(module):
-            pip_install(requirement)
+            pip_install(requirement, allow_global)
     if "uvicorn" in servers and not (have_module("uvloop") and have_module("httptools")):
-        pip_install("uvicorn[standard]")
+        pip_install("uvicorn[standard]", allow_global)
     if not have_module("matplotlib"):
-        pip_install("matplotlib")
+        pip_install("matplotlib", allow_global)
+    importlib.invalidate_caches()
     unavailable = {}
     for server, (module, _) in pip_needed.items():
         if server in servers and not have_module(module):
-            unavailable[server] = f"pip could not install {module}"
+            unavailable[server] = f"{module} is not installed in {sys.prefix}"
     if "socketify" in servers and "socketify" not in unavailable:
         problem = socketify_loads()
         if problem:
@@ -169,6 +277,43 @@ def install(servers: list[str]) -> dict[str, str]:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed and could not be installed")
     return unavailable
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raises RLIMIT_NOFILE for this process and so for every child (servers and wrk)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(needed, min(hard, 65536)) if hard != resource.RLIM_INFINITY else max(needed, 65536)
+    if soft >= want:
+        return soft
+    for new_hard in (max(hard, want), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, new_hard), new_hard))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def perf_probe() -> str | None:
+    """None when ``perf stat -e instructions`` counts here; else why not."""
+    if not shutil.which("perf"):
+        return "perf is not installed"
+    try:
+        result = subprocess.run(
+            ["perf", "stat", "-x", ",", "-e", "instructions", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"perf stat failed: {error}"
+    for line in result.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) >= 3 and fields[2].startswith("instructions"):
+            if fields[0].strip().isdigit():
+                return None
+            return f"perf stat -e instructions: {fields[0].strip()} (no hardware counter)"
+    return f"perf stat -e instructions: {result.stderr.strip()[-200:] or 'no count'}"
 
 
 # ---------------------------------------------------------------- servers
@@ -184,9 +329,10 @@ NGINX_CONF = """
 worker_processes 1;
 master_process off;
 daemon off;
+worker_rlimit_nofile 8192;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body;
@@ -208,6 +354,10 @@ http {{
         location = /json {{
             default_type application/json;
             return 200 '{{"message":"Hello, World!"}}';
+        }}
+        location = /headers {{
+            default_type "text/plain; charset=utf-8";
+            return 200 "$http_user_agent|$http_accept_language|$arg_id|$arg_q";
         }}
         location /static/ {{ default_type application/octet-stream; alias {static}/; }}
     }}
@@ -299,9 +449,11 @@ def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None =
         conf.write_text(NGINX_CONF.format(tmp=nginx_tmp, port=port, static=static_dir))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         server.command = [nginx, "-p", str(nginx_tmp), "-c", str(conf)]
-        server.routes = ["plaintext", "json", "static"]
+        server.routes = ["plaintext", "json", "static", "headers"]
         server.note = (
-            "fixed strings from the config; no echo (nginx has no native body echo); sendfile"
+            "fixed strings from the config; headers: variables $http_user_agent, "
+            "$http_accept_language, $arg_id, $arg_q; no echo (nginx has no native body echo); "
+            "sendfile"
         )
     else:
         raise ValueError(name)
@@ -353,21 +505,53 @@ def tail(path: Path | None, lines: int = 3) -> str:
     return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Sum of VmRSS over a process and its descendants."""
-    total, stack = 0, [pid]
+def tree_pids(pid: int) -> list[int]:
+    """A process and its descendants (granian runs its worker as a child process)."""
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            match = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
-            total += int(match.group(1)) if match else 0
             for task in Path(f"/proc/{current}/task").iterdir():
                 children = (task / "children").read_text().split()
                 stack.extend(int(child) for child in children)
         except (OSError, ValueError):
             continue
+        found.append(current)
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Sum of VmRSS over a process and its descendants."""
+    total = 0
+    for current in tree_pids(pid):
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
+        total += int(match.group(1)) if match else 0
     return total
+
+
+def process_cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, all its threads (live and exited), in clock ticks."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, the state
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+
+
+def tree_cpu_ticks(pid: int) -> dict[int, int]:
+    """utime + stime per process of the tree, so that a window sums the same processes."""
+    return {current: process_cpu_ticks(current) for current in tree_pids(pid)}
+
+
+def cpu_seconds_between(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU time the tree spent between two snapshots; a process new in `after` counts whole."""
+    ticks = sum(value - before.get(pid, 0) for pid, value in after.items())
+    return max(ticks, 0) / CLOCK_TICK
 
 
 class RssSampler:
@@ -402,6 +586,7 @@ def check(server: Server, static_data: bytes, echo_body: bytes) -> str:
         "json": ("GET", None, None, "application/json"),
         "echo": ("POST", echo_body, echo_body, "application/octet-stream"),
         "static": ("GET", None, static_data, "application/octet-stream"),
+        "headers": ("GET", None, HEADERS_BODY, "text/plain"),
     }
     problems = []
     for route in server.routes:
@@ -409,6 +594,8 @@ def check(server: Server, static_data: bytes, echo_body: bytes) -> str:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         try:
             headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+            if route == "headers":
+                headers = dict(BROWSER_HEADERS)
             connection.request(method, ROUTE_PATHS[route], body=body, headers=headers)
             response = connection.getresponse()
             got = response.read()
@@ -420,25 +607,139 @@ def check(server: Server, static_data: bytes, echo_body: bytes) -> str:
             elif route == "json" and json.loads(got) != {"message": "Hello, World!"}:
                 problems.append(f"{route}: body {got[:60]!r}")
             elif want is not None and got != want:
-                problems.append(f"{route}: body of {len(got)} bytes differs")
+                problems.append(f"{route}: body of {len(got)} bytes differs: {got[:80]!r}")
         except (OSError, http.client.HTTPException, ValueError) as error:
             problems.append(f"{route}: {type(error).__name__}: {error}")
         finally:
             connection.close()
+    if "plaintext" in server.routes:
+        problem = check_pipelined(server.port)
+        if problem:
+            problems.append(f"pipelined: {problem}")
     return "; ".join(problems)
 
 
-# ---------------------------------------------------------------- wrk
+def check_pipelined(port: int) -> str:
+    """Sends PIPELINE_DEPTH plaintext requests in one write; expects as many answers."""
+    request = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * PIPELINE_DEPTH
+    received = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(request)
+            deadline = time.monotonic() + 5
+            while received.count(b"Hello, World!") < PIPELINE_DEPTH:
+                if time.monotonic() > deadline:
+                    break
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    answers = received.count(b"HTTP/1.1 200")
+    if answers != PIPELINE_DEPTH or received.count(b"Hello, World!") != PIPELINE_DEPTH:
+        return f"{answers} answers of {PIPELINE_DEPTH}"
+    return ""
+
+
+# ---------------------------------------------------------------- wrk and the figures
 
 ECHO_LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/octet-stream"
 wrk.body = string.rep("x", {size})
 """
 
+# As TechEmpower's pipeline.lua: one write carries `depth` requests; wrk counts each answer.
+PIPELINE_LUA = """init = function(args)
+  local r = {{}}
+  for i = 1, {depth} do
+    r[i] = wrk.format()
+  end
+  req = table.concat(r)
+end
+
+request = function()
+  return req
+end
+"""
+
+
+def lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_scripts(tmp: Path) -> dict[str, Path]:
+    scripts = {
+        "echo": ECHO_LUA.format(size=ECHO_SIZE),
+        "pipeline": PIPELINE_LUA.format(depth=PIPELINE_DEPTH),
+        "browser": "".join(
+            f"wrk.headers[{lua_string(name)}] = {lua_string(value)}\n"
+            for name, value in BROWSER_HEADERS.items()
+        ),
+    }
+    paths = {}
+    for name, text in scripts.items():
+        path = tmp / f"{name}.lua"
+        path.write_text(text)
+        paths[name] = path
+    return paths
+
+
+class Perf:
+    """``perf stat -e instructions`` attached to the server's processes for one window."""
+
+    def __init__(self, pids: list[int], output: Path):
+        self.output = output
+        self.process = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                CLIENT_CORE,
+                "perf",
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                PERF_EVENT,
+                "-o",
+                str(output),
+                "-p",
+                ",".join(str(pid) for pid in pids),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.15)  # perf attaches to every thread before the window opens
+
+    def finish(self) -> tuple[int | None, str]:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        text = self.output.read_text(errors="replace") if self.output.exists() else ""
+        for line in text.splitlines():
+            fields = line.split(",")
+            if len(fields) >= 3 and fields[2].startswith(PERF_EVENT):
+                try:  # "<not supported>" or "<not counted>" where there is no counter
+                    return float(fields[0]), text
+                except ValueError:
+                    return None, text
+        return None, text
+
 
 def wrk(
-    server: Server, route: str, seconds: float, connections: int, lua: Path
+    server: Server,
+    shape: Shape,
+    seconds: float,
+    connections: int,
+    scripts: dict[str, Path],
+    tmp: Path,
+    perf: bool,
 ) -> tuple[str, dict]:
+    """One wrk run, and the server's CPU (and instructions) over exactly its window."""
+    assert server.process is not None
     command = [
         "taskset",
         "-c",
@@ -448,13 +749,54 @@ def wrk(
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
+        "--timeout",
+        "5s",
     ]
-    command += ["--timeout", "5s"]
-    if route == "echo":
-        command += ["-s", str(lua)]
-    command.append(f"http://127.0.0.1:{server.port}{ROUTE_PATHS[route]}")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
-    return result.stdout + result.stderr, parse_wrk(result.stdout)
+    if shape.script:
+        command += ["-s", str(scripts[shape.script])]
+    command.append(f"http://127.0.0.1:{server.port}{ROUTE_PATHS[shape.route]}")
+    out_path = tmp / "wrk.out"
+    pids = tree_pids(server.process.pid)
+    counter = Perf(pids, tmp / "perf.out") if perf else None
+    with out_path.open("wb") as out:
+        before = tree_cpu_ticks(server.process.pid)
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        killer = threading.Timer(seconds + 30, process.kill)
+        killer.start()
+        try:
+            # wait4 gives wrk's own rusage: its CPU share tells when wrk is the ceiling.
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+        elapsed = time.monotonic() - started
+        after = tree_cpu_ticks(server.process.pid)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    instructions, perf_text = counter.finish() if counter else (None, "")
+    if counter and instructions is None:
+        log(f"perf counted nothing for {server.name}: {perf_text.strip()[-120:]}")
+    output = out_path.read_text(errors="replace")
+    stats = parse_wrk(output)
+    server_cpu = cpu_seconds_between(before, after)
+    requests = stats["requests"]
+    stats.update(
+        {
+            "window_s": elapsed,
+            "server_cpu_s": server_cpu,
+            "server_cpu_share": server_cpu / elapsed if elapsed else None,
+            "wrk_cpu_share": (usage.ru_utime + usage.ru_stime) / elapsed if elapsed else None,
+            "cpu_us_per_req": server_cpu * 1e6 / requests if requests else None,
+            "instructions": instructions,
+            "instr_per_req": instructions / requests if instructions and requests else None,
+        }
+    )
+    if perf_text.strip():
+        output += "\nperf stat:\n" + perf_text.strip() + "\n"
+    output += (
+        f"\nwindow {elapsed:.3f} s; server CPU {server_cpu:.2f} s over {len(after)} process(es)"
+        f" ({stats['server_cpu_share']:.0%} of a core); wrk CPU {stats['wrk_cpu_share']:.0%}\n"
+    )
+    return output, stats
 
 
 def to_ms(value: str, unit: str) -> float:
@@ -462,11 +804,21 @@ def to_ms(value: str, unit: str) -> float:
 
 
 def parse_wrk(output: str) -> dict:
-    stats = {"rps": 0.0, "p99_ms": None, "non2xx": 0, "socket_errors": 0, "requests": 0}
+    stats: dict = {
+        "rps": 0.0,
+        "p50_ms": None,
+        "p99_ms": None,
+        "non2xx": 0,
+        "socket_errors": 0,
+        "requests": 0,
+    }
     if match := re.search(r"Requests/sec:\s+([\d.]+)", output):
         stats["rps"] = float(match.group(1))
-    if match := re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M):
-        stats["p99_ms"] = to_ms(match.group(1), match.group(2))
+    for percent, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        if match := re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M):
+            # wrk prints 0.00us where its percentile lookup fails (seen when pipelining).
+            value = to_ms(match.group(1), match.group(2))
+            stats[key] = value if value > 0 else None
     if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
         stats["non2xx"] = int(match.group(1))
     if match := re.search(
@@ -476,6 +828,186 @@ def parse_wrk(output: str) -> dict:
     if match := re.search(r"(\d+) requests in", output):
         stats["requests"] = int(match.group(1))
     return stats
+
+
+def median_of(runs: list[dict], key: str) -> float | None:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(server: str, runs: list[dict], peak_rss_kib: int) -> dict:
+    return {
+        "server": server,
+        "rps": median_of(runs, "rps") or 0.0,
+        "rps_runs": [run["rps"] for run in runs],
+        "p50_ms": median_of(runs, "p50_ms"),
+        "p99_ms": median_of(runs, "p99_ms"),
+        "cpu_us_per_req": median_of(runs, "cpu_us_per_req"),
+        "cpu_us_per_req_runs": [run["cpu_us_per_req"] for run in runs],
+        "instr_per_req": median_of(runs, "instr_per_req"),
+        "wrk_cpu_share": median_of(runs, "wrk_cpu_share"),
+        "wrk_cpu_share_max": max((run["wrk_cpu_share"] or 0.0) for run in runs),
+        "server_cpu_share": median_of(runs, "server_cpu_share"),
+        "errors": sum(run["non2xx"] + run["socket_errors"] for run in runs),
+        "requests": sum(run["requests"] for run in runs),
+        "peak_rss_kib": peak_rss_kib,
+    }
+
+
+# ---------------------------------------------------------------- targets
+
+
+def shape_saturated(rows: list[dict]) -> float | None:
+    """wrk's highest median CPU share in a shape, when it reaches WRK_SATURATED; else None."""
+    top = max((row["wrk_cpu_share"] or 0.0 for row in rows), default=0.0)
+    return top if top >= WRK_SATURATED else None
+
+
+def target(
+    name: str, shape: str, ratio: float | None, threshold: float, direction: str, detail: str
+) -> dict:
+    if ratio is None:
+        return {
+            "target": name,
+            "shape": shape,
+            "verdict": "n/a",
+            "ratio": None,
+            "threshold": threshold,
+            "direction": direction,
+            "margin": None,
+            "detail": detail,
+        }
+    passed = ratio >= threshold if direction == ">=" else ratio <= threshold
+    margin = ratio / threshold - 1 if direction == ">=" else (threshold / ratio - 1 if ratio else 0)
+    return {
+        "target": name,
+        "shape": shape,
+        "verdict": "pass" if passed else "miss",
+        "ratio": ratio,
+        "threshold": threshold,
+        "direction": direction,
+        "margin": margin,
+        "detail": detail,
+    }
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """Issue 14's targets for godottpd in the default mode, as ratios within this run."""
+    out: list[dict] = []
+    by_shape = {
+        shape: {row["server"]: row for row in rows} for shape, rows in results["shapes"].items()
+    }
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    def saturation_note(shape: str) -> str:
+        top = shape_saturated(list(by_shape[shape].values()))
+        return f"; wrk at {top:.0%} of its core: req/s is wrk's ceiling here" if top else ""
+
+    for shape, rows in by_shape.items():
+        if shape not in ROUTE_SHAPES:
+            continue
+        gd = rows.get("godottpd")
+        python = [row for name, row in rows.items() if name in PYTHON_PEERS]
+        if not gd or not python:
+            continue
+        best = max(python, key=lambda row: row["rps"])
+        out.append(
+            target(
+                "req/s >= 1.3x the best Python peer",
+                shape,
+                ratio(gd["rps"], best["rps"]),
+                1.3,
+                ">=",
+                f"godottpd {gd['rps']:,.0f} vs {best['server']} {best['rps']:,.0f}"
+                + saturation_note(shape),
+            )
+        )
+        with_cpu = [row for row in python if row["cpu_us_per_req"] is not None]
+        if with_cpu:
+            best = min(with_cpu, key=lambda row: row["cpu_us_per_req"])
+            out.append(
+                target(
+                    "CPU/req: the best Python peer's >= 1.3x godottpd's",
+                    shape,
+                    ratio(best["cpu_us_per_req"], gd["cpu_us_per_req"]),
+                    1.3,
+                    ">=",
+                    f"{best['server']} {fmt_us(best['cpu_us_per_req'])} vs godottpd "
+                    f"{fmt_us(gd['cpu_us_per_req'])}",
+                )
+            )
+    for shape in ("plaintext", "json"):
+        rows = by_shape.get(shape, {})
+        gd, nginx = rows.get("godottpd"), rows.get("nginx")
+        if gd and nginx:
+            out.append(
+                target(
+                    "CPU/req within 1.05x of nginx's",
+                    shape,
+                    ratio(gd["cpu_us_per_req"], nginx["cpu_us_per_req"]),
+                    1.05,
+                    "<=",
+                    f"godottpd {fmt_us(gd['cpu_us_per_req'])} vs nginx "
+                    f"{fmt_us(nginx['cpu_us_per_req'])}",
+                )
+            )
+    rows = by_shape.get("pipelined", {})
+    gd, socketify = rows.get("godottpd"), rows.get("socketify")
+    if gd and socketify:
+        cpu = ratio(socketify["cpu_us_per_req"], gd["cpu_us_per_req"])
+        cpu_text = f"; CPU/req socketify/godottpd {cpu:.2f}x" if cpu else ""
+        out.append(
+            target(
+                "pipelined req/s >= 1.1x socketify's",
+                "pipelined",
+                ratio(gd["rps"], socketify["rps"]),
+                1.1,
+                ">=",
+                f"godottpd {gd['rps']:,.0f} vs socketify {socketify['rps']:,.0f}"
+                + saturation_note("pipelined")
+                + cpu_text,
+            )
+        )
+    rows = by_shape.get("c1", {})
+    gd = rows.get("godottpd")
+    for peer in ("socketify", "nginx"):
+        other = rows.get(peer)
+        if not gd or not other:
+            continue
+        for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+            out.append(
+                target(
+                    f"1-connection {label} no worse than {peer}'s",
+                    "c1",
+                    ratio(gd[key], other[key]),
+                    1.0,
+                    "<=",
+                    f"godottpd {fmt_latency(gd[key])} vs {peer} {fmt_latency(other[key])}",
+                )
+            )
+    for shape in ("c1", "plaintext", "c1024"):
+        rows = by_shape.get(shape, {})
+        gd = rows.get("godottpd")
+        peers = [row for name, row in rows.items() if name in PEERS and row["p99_ms"] is not None]
+        if not gd or not peers:
+            continue
+        best = min(peers, key=lambda row: row["p99_ms"])
+        connections = results["meta"]["shape_connections"][shape]
+        out.append(
+            target(
+                f"p99 at {connections:,} connection{'' if connections == 1 else 's'} "
+                "no worse than the best peer's",
+                shape,
+                ratio(gd["p99_ms"], best["p99_ms"]),
+                1.0,
+                "<=",
+                f"godottpd {fmt_latency(gd['p99_ms'])} vs {best['server']} "
+                f"{fmt_latency(best['p99_ms'])}",
+            )
+        )
+    return out
 
 
 # ---------------------------------------------------------------- report
@@ -535,42 +1067,131 @@ def fmt_ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def fmt_us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} µs"
+
+
+def fmt_latency(ms: float | None) -> str:
+    if ms is None:
+        return "?"
+    return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
+
+
+def fmt_count(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1000:.1f}k" if value >= 10000 else f"{value:,.0f}"
+
+
+def fmt_share(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0%}"
+
+
+def ordered_rows(rows: list[dict]) -> tuple[list[dict], float | None]:
+    saturated = shape_saturated(rows)
+    if saturated:
+        big = float("inf")
+        key = lambda r: r["cpu_us_per_req"] if r["cpu_us_per_req"] is not None else big  # noqa: E731
+        return sorted(rows, key=key), saturated
+    return sorted(rows, key=lambda r: -r["rps"]), None
+
+
 def markdown(results: dict) -> str:
     lines = []
     meta = results["meta"]
+    if meta.get("quick"):
+        lines.append(
+            "**Smoke run (`--quick`): 1 short run per shape, not a measurement.** It shows "
+            "that every shape and figure works; read no ranking into it."
+        )
+        lines.append("")
     lines.append(
-        f"Run {meta['date']}: {meta['runs']} runs x {meta['duration']} s per route "
-        f"after a {meta['warmup']} s"
-    )
-    lines.append(
-        f"warm-up, `wrk -t1 -c{meta['connections']}` on core {CLIENT_CORE}, "
-        f"each server on core {SERVER_CORE};"
-    )
-    lines.append(
-        "median of the runs. Errors: non-2xx/3xx responses plus socket errors, "
-        "summed over the runs."
-    )
-    lines.append("Peak RSS: highest sampled VmRSS of the server's process tree during the route.")
-    lines.append(
-        "Ratios are to the best Python peer of the same route in the same run (and to nginx)."
+        f"Run {meta['date']}: {meta['runs']} run(s) x {meta['duration']} s per shape after a "
+        f"{meta['warmup']} s warm-up, `wrk -t1` on core {CLIENT_CORE}, each server on core "
+        f"{SERVER_CORE}; median of the runs."
     )
     lines.append("")
-    for route in ROUTES:
-        rows = results["routes"].get(route)
+    lines.append(
+        "- **CPU/req**: the server's utime+stime (`/proc/PID/stat`, all threads, summed over "
+        "its process tree) over exactly the wrk window, divided by the requests wrk "
+        f"completed (clock tick {1000 // CLOCK_TICK} ms). **instr/req**: `perf stat -e "
+        f"instructions` over the window: {meta['perf']}."
+    )
+    lines.append(
+        "- **wrk CPU**: the load generator's CPU time over its wall time (its rusage). At "
+        f"{WRK_SATURATED:.0%} or more wrk is the ceiling, requests/s no longer ranks the "
+        "servers, and such a table is **ranked by CPU time per request** (marked). "
+        "**server CPU**: the server's share of its core over the window."
+    )
+    lines.append(
+        "- **x godottpd**: the server's figure divided by godottpd's (default mode) in the same "
+        "shape: above 1 is more requests/s, more CPU per request, more latency. Errors: non-2xx "
+        "plus socket errors, summed over the runs. Peak RSS: highest sampled VmRSS of the "
+        "process tree."
+    )
+    lines.append("")
+    for shape in SHAPES:
+        rows = results["shapes"].get(shape.name)
         if not rows:
             continue
-        lines.append(f"### {ROUTE_LABELS[route]}")
+        connections = meta["shape_connections"][shape.name]
+        rows, saturated = ordered_rows(rows)
+        plural = "connection" if connections == 1 else "connections"
+        lines.append(f"### {shape.name}: {shape.label}, {connections:,} {plural}")
         lines.append("")
-        lines.append(
-            "| server | req/s | vs best Python peer | vs nginx | p99 latency | errors | peak RSS |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for row in sorted(rows, key=lambda r: -r["rps"]):
-            p99 = "" if row["p99_ms"] is None else f"{row['p99_ms']:.2f} ms"
+        if shape.script == "pipeline":
             lines.append(
-                f"| {row['server']} | {row['rps']:,.0f} | {fmt_ratio(row['vs_best_python'])} | "
-                f"{fmt_ratio(row['vs_nginx'])} | {p99} | {row['errors']} | "
-                f"{row['peak_rss_kib'] / 1024:.1f} MiB |"
+                f"*wrk records one latency sample per batch of {PIPELINE_DEPTH}, and its "
+                "percentiles can fail here (shown as ?): read requests/s and CPU/req.*"
+            )
+            lines.append("")
+        if saturated:
+            lines.append(
+                f"*wrk at up to {saturated:.0%} of its core: ranked by CPU time per request; "
+                "requests/s here is the load generator's ceiling.*"
+            )
+            lines.append("")
+        ref = next((row for row in rows if row["server"] == "godottpd"), None)
+
+        def vs(row: dict, key: str, ref: dict | None = ref) -> str:
+            if ref is None or row[key] is None or not ref[key]:
+                return ""
+            return fmt_ratio(row[key] / ref[key])
+
+        lines.append(
+            "| server | req/s | x godottpd | CPU/req | x godottpd | instr/req | p50 | p99 | "
+            "x godottpd | wrk CPU | server CPU | errors | peak RSS |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for row in rows:
+            lines.append(
+                f"| {row['server']} | {row['rps']:,.0f} | {vs(row, 'rps')} | "
+                f"{fmt_us(row['cpu_us_per_req'])} | {vs(row, 'cpu_us_per_req')} | "
+                f"{fmt_count(row['instr_per_req'])} | {fmt_latency(row['p50_ms'])} | "
+                f"{fmt_latency(row['p99_ms'])} | {vs(row, 'p99_ms')} | "
+                f"{fmt_share(row['wrk_cpu_share'])} | {fmt_share(row['server_cpu_share'])} | "
+                f"{row['errors']} | {row['peak_rss_kib'] / 1024:.1f} MiB |"
+            )
+        lines.append("")
+    targets = results.get("targets", [])
+    if targets:
+        passed = sum(1 for t in targets if t["verdict"] == "pass")
+        missed = sum(1 for t in targets if t["verdict"] == "miss")
+        lines.append(
+            f"### Targets (issue 14), godottpd in the default mode: {passed} pass, {missed} miss"
+        )
+        lines.append("")
+        lines.append("Margin: how far past the threshold (positive: headroom; negative: short by).")
+        lines.append("")
+        for t in targets:
+            verdict = {"pass": "PASS", "miss": "MISS"}.get(t["verdict"], "n/a")
+            if t["ratio"] is None:
+                lines.append(f"- **{verdict}** {t['shape']}: {t['target']}: {t['detail']}")
+                continue
+            lines.append(
+                f"- **{verdict}** {t['shape']}: {t['target']}: {t['ratio']:.2f}x "
+                f"(target {t['direction']} {t['threshold']:.2f}x, margin "
+                f"{t['margin'] * 100:+.1f} %): {t['detail']}"
             )
         lines.append("")
     if results["not_timed"]:
@@ -584,7 +1205,7 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines.append(
         f"Machine: {m['cpus']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, "
-        f"Python {m['python']}, {m['wrk']}."
+        f"Python {m['python']}, {m['wrk']}; open files limit {meta['nofile']}."
     )
     load = meta.get("load_average")
     if load:
@@ -598,7 +1219,21 @@ def markdown(results: dict) -> str:
     if notes:
         lines.append("")
         lines.append("Notes: " + "; ".join(notes) + ".")
+    lines.append("")
+    lines.append(f"Command: `{meta['command']}`")
     return "\n".join(lines) + "\n"
+
+
+COLORS = {
+    "godottpd": "#d62728",
+    "godottpd-inline": "#ff7f0e",
+    "godottpd-baseline": "#ff9896",
+    "granian": "#1f77b4",
+    "socketify": "#2ca02c",
+    "uvicorn": "#9467bd",
+    "http.server": "#8c564b",
+    "nginx": "#7f7f7f",
+}
 
 
 def chart(results: dict, path: Path) -> None:
@@ -607,44 +1242,40 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    servers = [
-        s
-        for s in ALL_SERVERS
-        if any(r["server"] == s for rows in results["routes"].values() for r in rows)
-    ]
-    routes = [route for route in ROUTES if results["routes"].get(route)]
-    fig, axes = plt.subplots(1, len(routes), figsize=(4 * len(routes), 4.2))
-    axes = [axes] if len(routes) == 1 else list(axes)
-    colors = {
-        "godottpd": "#d62728",
-        "godottpd-inline": "#ff7f0e",
-        "godottpd-baseline": "#ff9896",
-        "granian": "#1f77b4",
-        "socketify": "#2ca02c",
-        "uvicorn": "#9467bd",
-        "http.server": "#8c564b",
-        "nginx": "#7f7f7f",
-    }
-    for ax, route in zip(axes, routes):
-        by_server = {row["server"]: row["rps"] for row in results["routes"][route]}
-        names = [s for s in servers if s in by_server]
-        values = [by_server[s] / 1000 for s in names]
-        bars = ax.bar(names, values, color=[colors[s] for s in names])
-        ax.bar_label(
-            bars, labels=[f"{v:.0f}k" if v >= 10 else f"{v:.1f}k" for v in values], fontsize=8
-        )
-        ax.set_title(ROUTE_LABELS[route], fontsize=10)
-        ax.set_ylabel("requests/s (thousands)" if ax is axes[0] else "")
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-        ax.margins(y=0.15)
+    shapes = [shape for shape in SHAPES if results["shapes"].get(shape.name)]
+    columns = min(3, len(shapes))
+    rows_n = (len(shapes) + columns - 1) // columns
+    fig, axes = plt.subplots(rows_n, columns, figsize=(4.6 * columns, 3.9 * rows_n), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(shapes) :]:
+        ax.axis("off")
     meta = results["meta"]
+    for ax, shape in zip(flat, shapes):
+        rows = {row["server"]: row for row in results["shapes"][shape.name]}
+        names = [s for s in ALL_SERVERS if s in rows]
+        values = [rows[s]["rps"] / 1000 for s in names]
+        bars = ax.bar(names, values, color=[COLORS[s] for s in names])
+        labels = []
+        for s, v in zip(names, values):
+            cpu = rows[s]["cpu_us_per_req"]
+            text = f"{v:.0f}k" if v >= 10 else f"{v:.1f}k"
+            labels.append(text + (f"\n{cpu:.1f}µs" if cpu is not None else ""))
+        ax.bar_label(bars, labels=labels, fontsize=7)
+        saturated = shape_saturated(list(rows.values()))
+        title = f"{shape.name}, {meta['shape_connections'][shape.name]} conn."
+        if saturated:
+            title += f"\n(wrk at {saturated:.0%}: rank by CPU/req)"
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("requests/s (thousands)", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.margins(y=0.25)
     fig.suptitle(
-        f"One server core, wrk -t1 -c{meta['connections']} on the other; "
-        f"median of {meta['runs']} x {meta['duration']} s",
+        f"One server core, wrk -t1 on the other; median of {meta['runs']} x "
+        f"{meta['duration']} s; bar labels: req/s and the server's CPU time per request",
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -655,26 +1286,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per timed run (default 5)")
     parser.add_argument(
-        "--warmup",
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 run x 2 s after a 1 s warm-up, results prefixed 'quick'",
+    )
+    parser.add_argument("--duration", type=int, help="seconds per timed run (default 5)")
+    parser.add_argument(
+        "--warmup", type=int, help="seconds of warm-up per server and shape (default 2)"
+    )
+    parser.add_argument(
+        "--runs", type=int, help="timed runs per server and shape; the median counts (default 3)"
+    )
+    parser.add_argument(
+        "--connections",
         type=int,
-        default=2,
-        help="seconds of warm-up per server and route (default 2)",
+        default=64,
+        help="wrk connections of the shapes without their own count (default 64)",
     )
-    parser.add_argument(
-        "--runs", type=int, default=3, help="timed runs per server and route; the median counts"
-    )
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
         help="comma-separated, of: " + ", ".join(DEFAULT_SERVERS),
     )
     parser.add_argument(
-        "--routes", default=",".join(ROUTES), help="comma-separated, of: " + ", ".join(ROUTES)
+        "--shapes",
+        "--routes",
+        dest="shapes",
+        default=",".join(shape.name for shape in SHAPES),
+        help="comma-separated, of: " + ", ".join(shape.name for shape in SHAPES),
     )
     parser.add_argument("--no-install", action="store_true", help="skip pip/apt installs")
+    parser.add_argument(
+        "--pip-global",
+        action="store_true",
+        help="allow pip installs into an interpreter that is not a virtual environment",
+    )
+    parser.add_argument("--no-perf", action="store_true", help="do not count instructions")
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -685,28 +1333,50 @@ def main() -> None:
         "--out", type=Path, default=RESULTS, help="results directory (default benches/results)"
     )
     parser.add_argument(
-        "--prefix", default="load", help="file name prefix of the results (default load)"
+        "--prefix", help="file name prefix of the results (default load; quick with --quick)"
     )
     args = parser.parse_args()
+    quick = {"duration": 2, "warmup": 1, "runs": 1, "prefix": "quick"}
+    full = {"duration": 5, "warmup": 2, "runs": 3, "prefix": "load"}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    shape_names = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for name in names:
         if name not in ALL_SERVERS:
             parser.error(f"unknown server {name!r}")
-    for route in routes:
-        if route not in ROUTES:
-            parser.error(f"unknown route {route!r}")
+    for shape_name in shape_names:
+        if shape_name not in SHAPE_BY_NAME:
+            parser.error(f"unknown shape {shape_name!r}")
+    shapes = [shape for shape in SHAPES if shape.name in shape_names]
     if not shutil.which("taskset"):
         sys.exit("taskset (util-linux) is needed")
+    if args.baseline:
+        if not (args.baseline / "godottpd").is_dir():
+            parser.error(f"--baseline {args.baseline}: no godottpd package in it")
+        if "godottpd-baseline" not in names:
+            names.insert(1, "godottpd-baseline")
 
-    if args.baseline and "godottpd-baseline" not in names:
-        names.insert(1, "godottpd-baseline")
-    not_timed = {} if args.no_install else install(names)
+    not_timed = {} if args.no_install else install(names, args.pip_global)
     if args.no_install and not shutil.which("wrk"):
         sys.exit("wrk is not installed")
     for name, why in not_timed.items():
         log(f"{name}: not timed: {why}")
+    shape_connections = {shape.name: shape.connections or args.connections for shape in shapes}
+    most = max(shape_connections.values(), default=args.connections)
+    nofile = raise_fd_limit(2 * most + 256)
+    log(f"open files limit (for the servers and wrk): {nofile}")
+    if nofile < most + 64:
+        for shape in list(shapes):
+            if shape_connections[shape.name] + 64 > nofile:
+                log(f"{shape.name}: skipped, the open files limit {nofile} is too low")
+                shapes.remove(shape)
+    perf_problem = "disabled (--no-perf)" if args.no_perf else perf_probe()
+    perf = perf_problem is None
+    perf_text = "counted" if perf else f"n/a here ({perf_problem})"
+    log(f"instructions per request: {perf_text}")
 
     tmp = Path(tempfile.mkdtemp(prefix="godottpd-bench-"))
     static_dir = tmp / "static"
@@ -714,12 +1384,15 @@ def main() -> None:
     static_data = bytes((i * 31 + 7) % 251 for i in range(STATIC_SIZE))
     (static_dir / "file.bin").write_bytes(static_data)
     echo_body = b"x" * ECHO_SIZE
-    lua = tmp / "echo.lua"
-    lua.write_text(ECHO_LUA.format(size=ECHO_SIZE))
+    scripts = write_scripts(tmp)
+    routes = {shape.route for shape in shapes}
 
     servers: list[Server] = []
     raw: list[str] = []
     load_before = os.getloadavg()[0]
+    started_at = time.monotonic()
+    samples: dict[tuple[str, str], list[dict]] = {}
+    peaks: dict[tuple[str, str], int] = {}
     try:
         for name in names:
             if name in not_timed:
@@ -739,32 +1412,38 @@ def main() -> None:
         if not servers:
             sys.exit("no server to time")
 
-        samples: dict[tuple[str, str], list[dict]] = {}
-        for route in routes:
-            active = [s for s in servers if route in s.routes]
+        for shape in shapes:
+            connections = shape_connections[shape.name]
+            active = [s for s in servers if shape.route in s.routes]
             for server in active:
                 assert server.process is not None
                 with RssSampler(server.process.pid) as sampler:
-                    output, _ = wrk(server, route, args.warmup, args.connections, lua)
-                server.peak_rss_kib[route] = sampler.peak
-                raw.append(f"==== {server.name} {route} warm-up\n{output}")
+                    output, _ = wrk(
+                        server, shape, args.warmup, connections, scripts, tmp, perf=False
+                    )
+                peaks[(server.name, shape.name)] = sampler.peak
+                raw.append(f"==== {server.name} {shape.name} warm-up\n{output}")
             for run in range(args.runs):
                 for server in active:
                     assert server.process is not None
                     if server.process.poll() is not None:
                         continue
                     with RssSampler(server.process.pid) as sampler:
-                        output, stats = wrk(server, route, args.duration, args.connections, lua)
-                    server.peak_rss_kib[route] = max(
-                        server.peak_rss_kib.get(route, 0), sampler.peak
-                    )
-                    raw.append(f"==== {server.name} {route} run {run + 1}\n{output}")
-                    samples.setdefault((server.name, route), []).append(stats)
-                    p99 = stats["p99_ms"]
-                    p99_text = f"{p99:.2f} ms" if p99 is not None else "?"
+                        output, stats = wrk(
+                            server, shape, args.duration, connections, scripts, tmp, perf
+                        )
+                    key = (server.name, shape.name)
+                    peaks[key] = max(peaks.get(key, 0), sampler.peak)
+                    raw.append(f"==== {server.name} {shape.name} run {run + 1}\n{output}")
+                    samples.setdefault(key, []).append(stats)
                     log(
-                        f"{route:9} run {run + 1}/{args.runs} {server.name:11} "
-                        f"{stats['rps']:>11,.0f} req/s  p99 {p99_text}"
+                        f"{shape.name:9} run {run + 1}/{args.runs} {server.name:15} "
+                        f"{stats['rps']:>11,.0f} req/s  CPU/req "
+                        f"{fmt_us(stats['cpu_us_per_req']):>9}  "
+                        f"p50 {fmt_latency(stats['p50_ms']):>8}  "
+                        f"p99 {fmt_latency(stats['p99_ms']):>8}  "
+                        f"wrk {fmt_share(stats['wrk_cpu_share']):>4}  "
+                        f"server {fmt_share(stats['server_cpu_share']):>4}"
                     )
         for server in servers:
             assert server.process is not None
@@ -779,10 +1458,17 @@ def main() -> None:
     results: dict = {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "quick": args.quick,
             "runs": args.runs,
             "duration": args.duration,
             "warmup": args.warmup,
             "connections": args.connections,
+            "shape_connections": shape_connections,
+            "pipeline_depth": PIPELINE_DEPTH,
+            "perf": perf_text,
+            "nofile": nofile,
+            "wrk_saturated_at": WRK_SATURATED,
+            "elapsed_s": round(time.monotonic() - started_at, 1),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "command": " ".join(["python", "benches/load/run.py", *sys.argv[1:]]),
         },
@@ -792,37 +1478,21 @@ def main() -> None:
         },
         "not_timed": not_timed,
         "notes": {s.name: s.note for s in servers},
-        "routes": {},
+        "shapes": {},
     }
     godottpd_log = next((s.log_path for s in servers if s.name == "godottpd"), None)
     if godottpd_log and godottpd_log.exists():
-        results["notes"]["godottpd"] = (
-            godottpd_log.read_text().strip().splitlines()[0] if godottpd_log.read_text() else ""
-        )
-    for route in routes:
-        rows = []
-        for server in servers:
-            runs = samples.get((server.name, route))
-            if not runs:
-                continue
-            p99s = [r["p99_ms"] for r in runs if r["p99_ms"] is not None]
-            rows.append(
-                {
-                    "server": server.name,
-                    "rps": statistics.median(r["rps"] for r in runs),
-                    "rps_runs": [r["rps"] for r in runs],
-                    "p99_ms": statistics.median(p99s) if p99s else None,
-                    "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
-                    "peak_rss_kib": server.peak_rss_kib.get(route, 0),
-                }
-            )
-        best_python = max((r["rps"] for r in rows if r["server"] in PYTHON_PEERS), default=None)
-        nginx = next((r["rps"] for r in rows if r["server"] == "nginx"), None)
-        for row in rows:
-            row["vs_best_python"] = row["rps"] / best_python if best_python else None
-            row["vs_nginx"] = row["rps"] / nginx if nginx else None
+        text = godottpd_log.read_text()
+        results["notes"]["godottpd"] = text.strip().splitlines()[0] if text.strip() else ""
+    for shape in shapes:
+        rows = [
+            summarize(s.name, samples[(s.name, shape.name)], peaks.get((s.name, shape.name), 0))
+            for s in servers
+            if samples.get((s.name, shape.name))
+        ]
         if rows:
-            results["routes"][route] = rows
+            results["shapes"][shape.name] = rows
+    results["targets"] = evaluate_targets(results)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.prefix}-raw.txt").write_text("\n".join(raw))
@@ -835,6 +1505,7 @@ def main() -> None:
         log(f"no chart: {error}")
     print()
     print(table)
+    log(f"done in {results['meta']['elapsed_s']:.0f} s")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -10,12 +10,11 @@ import argparse
 import hashlib
 import logging
 import os
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
+from godottpd import _signals
 from godottpd._godottpd import (
     HttpFileRouter,
     HttpServer,
@@ -24,14 +23,6 @@ from godottpd._godottpd import (
 )
 
 DEFAULT_PORT = 8000
-
-
-class _Terminated(Exception):
-    """Raised by the SIGTERM handler so that the server stops like on Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -203,21 +194,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    scheme = server.scheme
-    lines = [
-        f"Serving {directory} at {_url(args.bind, server.port, scheme)} (press Ctrl-C to stop)"
-    ]
-    if cert is not None:
-        lines += [f"  also at {url}" for url in _other_urls(args.bind, server.port, scheme)]
-        lines.append(f"Certificate {cert}")
-        lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
-    print("\n".join(lines), flush=True)
+    previous = None
+    # From the moment the server runs, Ctrl-C and SIGTERM mean "stop", wherever they land
+    # (even while the URL line below is blocked on a full stdout pipe).
     try:
+        previous = _signals.install()
+        scheme = server.scheme
+        lines = [
+            f"Serving {directory} at {_url(args.bind, server.port, scheme)} "
+            "(press Ctrl-C to stop)"
+        ]
+        if cert is not None:
+            lines += [f"  also at {url}" for url in _other_urls(args.bind, server.port, scheme)]
+            lines.append(f"Certificate {cert}")
+            lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
+        print("\n".join(lines), flush=True)
         server.serve_forever()
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, _signals.Terminated):
         pass
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        _signals.restore(previous)
     return 0

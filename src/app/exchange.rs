@@ -1,28 +1,54 @@
-//! What passes between a connection task and the Python side for one request: the request's
-//! data, the facts its response needs to encode itself, and the bytes that come back.
+//! What passes between a connection task and a handler for one request: the request's
+//! data, the facts its response needs to encode itself, the bytes that come back, and the
+//! record the access log keeps of it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::http::encode::Persistence;
+use crate::http::method::KnownMethod;
 use crate::http::parse::RequestHead;
+
+/// Whether a connection is plain TCP or TLS (`request.scheme`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The server's one "stopping" signal, shared by the accept loops, every connection and
+/// every response: once it fires, idle connections close and answers say
+/// `Connection: close` (RFC 9112 §9.6: the server says so when it will close).
+pub type StopSignal = tokio_util::sync::CancellationToken;
 
 /// One client connection, as the Python objects see it.
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
+    pub scheme: Scheme,
     open: AtomicBool,
-    /// The server's "stopping" flag: a response finished while it is set closes the connection.
-    server_stopping: Arc<AtomicBool>,
+    /// The server's stop signal: a response finished once it fired closes the connection.
+    server_stopping: StopSignal,
 }
 
 impl ConnectionInfo {
-    pub fn new(peer: SocketAddr, server_stopping: Arc<AtomicBool>) -> Self {
+    pub fn new(peer: SocketAddr, scheme: Scheme, server_stopping: StopSignal) -> Self {
         ConnectionInfo {
             peer,
+            scheme,
             open: AtomicBool::new(true),
             server_stopping,
         }
@@ -30,7 +56,7 @@ impl ConnectionInfo {
 
     /// Whether the server is stopping, so that this connection ends after its response.
     pub fn server_stopping(&self) -> bool {
-        self.server_stopping.load(Ordering::Acquire)
+        self.server_stopping.is_cancelled()
     }
 
     pub fn is_open(&self) -> bool {
@@ -55,6 +81,8 @@ pub struct RequestData {
 /// The encoded response for one request, handed back to its connection.
 #[derive(Debug, Default)]
 pub struct Outgoing {
+    /// The status code, as encoded in `bytes` (kept for the access log).
+    pub status: u16,
     /// Head and (unless HEAD, or in `body`) body, ready for the socket.
     pub bytes: Vec<u8>,
     /// A large body shared with its Python `bytes` object rather than copied: written right
@@ -75,6 +103,28 @@ pub struct FileBody {
     pub len: u64,
 }
 
+impl Outgoing {
+    /// An answer of `status` whose head (and body, unless `body` holds it) is `bytes`; the
+    /// connection closes after it when `persistence` says so.
+    pub fn new(status: u16, bytes: Vec<u8>, body: Bytes, persistence: Persistence) -> Self {
+        Outgoing {
+            status,
+            bytes,
+            body,
+            close: persistence == Persistence::Close,
+            file: None,
+        }
+    }
+
+    /// Body bytes it sends (none for HEAD or 304), for the access log.
+    pub fn body_len(&self) -> u64 {
+        let head_len =
+            memchr::memmem::find(&self.bytes, b"\r\n\r\n").map_or(self.bytes.len(), |end| end + 4);
+        let file_len = self.file.as_ref().map_or(0, |file| file.len);
+        (self.bytes.len() - head_len) as u64 + self.body.len() as u64 + file_len
+    }
+}
+
 pub type ReplySender = tokio::sync::oneshot::Sender<Outgoing>;
 pub type ReplyReceiver = tokio::sync::oneshot::Receiver<Outgoing>;
 
@@ -92,4 +142,61 @@ pub struct ReplyContext {
     pub allow: Arc<str>,
     /// The server identifier at the time the request arrived.
     pub server_identifier: Arc<Box<str>>,
+}
+
+/// One request for a handler of the application's route type `R`: the I/O layer builds it,
+/// the application runs it and answers through `reply`.
+pub struct Job<R> {
+    pub route: Arc<R>,
+    pub method: KnownMethod,
+    pub context: ReplyContext,
+    pub reply: ReplySender,
+}
+
+/// One answered request, as the access log records it.
+#[derive(Debug)]
+pub struct AccessRecord {
+    pub peer: SocketAddr,
+    /// The request line as received (`"-"` when no request line could be read).
+    pub request_line: Box<str>,
+    pub status: u16,
+    /// Body bytes sent (none for HEAD or 304).
+    pub bytes: u64,
+    pub time: SystemTime,
+}
+
+pub enum AccessEvent {
+    Record(AccessRecord),
+    /// Ends the log thread once everything before it is logged (sent by `stop()`).
+    Stop,
+}
+
+/// The request line of `head` (the parser checked it is printable ASCII).
+pub fn request_line(head: &RequestHead) -> Box<str> {
+    let end = memchr::memchr(b'\r', &head.bytes)
+        .or_else(|| memchr::memchr(b'\n', &head.bytes))
+        .unwrap_or(head.bytes.len());
+    String::from_utf8_lossy(&head.bytes[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_length_excludes_the_head() {
+        let outgoing = Outgoing {
+            status: 404,
+            bytes: b"HTTP/1.1 404 Not Found\r\nA: b\r\n\r\nNot found".to_vec(),
+            ..Outgoing::default()
+        };
+        assert_eq!(outgoing.body_len(), 9);
+        let head_only = Outgoing {
+            status: 200,
+            bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+            body: Bytes::from_static(b"shared"),
+            ..Outgoing::default()
+        };
+        assert_eq!(head_only.body_len(), 6);
+    }
 }

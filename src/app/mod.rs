@@ -9,8 +9,11 @@
 //! `pyo3`/`python`. Handlers are opaque here: the route table is generic over the handler
 //! type the Python layer plugs in. `tests/layers.rs` checks the rule.
 
+pub(crate) mod answer;
+pub(crate) mod config;
 pub mod cookie;
 pub mod cors;
+pub(crate) mod decide;
 pub(crate) mod exchange;
 pub(crate) mod files;
 pub mod routes;

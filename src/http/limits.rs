@@ -26,6 +26,13 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// Longest stall while the client does not read its response; then the connection closes.
     pub write_timeout: Duration,
+    /// Slowest average rate, in bytes per second, at which a body may arrive once
+    /// `body_rate_grace` has passed since it started (0: no minimum). A body dribbled a
+    /// byte at a time never stalls for `body_timeout`, yet holds its connection for as long
+    /// as the client likes; this cuts it (408), as Apache's `mod_reqtimeout` `MinRate` does.
+    pub min_body_rate: u64,
+    /// How long a body may arrive at any rate before `min_body_rate` applies.
+    pub body_rate_grace: Duration,
     /// Most open connections; one more gets 503 and is closed.
     pub max_connections: usize,
     /// How long `stop()` waits for in-flight requests before it closes their connections.
@@ -43,6 +50,8 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            body_rate_grace: Duration::from_secs(5),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(5),
         }

@@ -14,6 +14,7 @@ pub(crate) mod date;
 pub mod encode;
 pub(crate) mod error;
 pub mod limits;
+pub(crate) mod method;
 pub mod parse;
 pub mod status;
 pub mod token;

@@ -11,48 +11,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::http::error::RequestError;
 use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
+pub use crate::http::method::Method;
 use crate::http::token::{list_contains, trim_ows};
-
-/// The request methods a router can handle; anything else is kept by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Options,
-    Other(Box<str>),
-}
-
-impl Method {
-    fn from_token(token: &str) -> Method {
-        match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            "OPTIONS" => Method::Options,
-            other => Method::Other(other.into()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-            Method::Options => "OPTIONS",
-            Method::Other(name) => name,
-        }
-    }
-}
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,7 +249,7 @@ fn split_target(
 ) -> Result<TargetParts, RequestError> {
     let target = &bytes[start..start + len];
     if target == b"*" {
-        if *method == Method::Options {
+        if *method == Method::OPTIONS {
             return Ok((start..start, None, true));
         }
         return Err(RequestError::bad_request(
@@ -534,7 +494,7 @@ mod tests {
             parse(b"GET /a%20b/c?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nX-A:  v  \r\n\r\n")
                 .unwrap()
                 .unwrap();
-        assert_eq!(head.method, Method::Get);
+        assert_eq!(head.method, Method::GET);
         assert_eq!(head.raw_path(), b"/a%20b/c");
         assert_eq!(head.raw_query(), b"x=1&y=2");
         assert_eq!(head.first_header("x-a"), Some(&b"v"[..]));

@@ -1,8 +1,14 @@
 //! One client connection: read, parse, route, answer in order, repeat.
 //!
+//! The connection knows the protocol only: framing, pipelining, `100-continue`, timers,
+//! persistence and lingering close. What a request means is decided by
+//! [`crate::app::decide::decide`]; a request that needs a handler is handed to the
+//! [`Application`] as a job. It is generic over its byte stream ([`Transport`]), so it
+//! runs on TCP, on TLS, and on scripted I/O in the tests (`connection_tests.rs`).
+//!
 //! Requests are taken off the input buffer one at a time; each becomes a pending answer,
-//! either ready at once (404, 405, errors, preflights) or waiting for a Python handler.
-//! Pipelined requests already in the buffer are all dispatched before any answer is awaited,
+//! either ready at once (404, 405, errors, preflights, files) or waiting for a handler.
+//! Pipelined requests already in the buffer are all routed before any answer is awaited,
 //! and their answers go out in request order, coalesced into one write (RFC 9112 §9.3.2).
 //! Before the connection waits on the socket, everything pending is flushed.
 
@@ -15,22 +21,21 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant, Sleep};
+use tokio::time::{timeout, timeout_at, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::app::exchange::{ConnectionInfo, Outgoing, ReplyContext, ReplyReceiver, RequestData};
-use crate::app::files::{self, FileRequest, FileRoute};
-use crate::app::routes::RequestPath;
+use crate::app::answer::ServerAnswer;
+use crate::app::decide::{decide, Decision};
+use crate::app::exchange::{
+    request_line, AccessEvent, AccessRecord, ConnectionInfo, Job, Outgoing, ReplyReceiver, Scheme,
+};
+use crate::app::files;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::encode::{encode_simple, Persistence, ServerHeaders};
+use crate::http::encode::Persistence;
 use crate::http::error::RequestError;
-use crate::http::parse::{parse_head, Framing, Method, RequestHead};
-use crate::io::engine::{Engine, Target};
-use crate::io::sendfile::{send_file, send_head};
-use crate::python::access_log::{self, AccessEvent, AccessRecord};
-use crate::python::handler_threads::{Job, Work};
-use crate::python::router::Handler;
+use crate::http::parse::{parse_head, Framing, RequestHead};
+use crate::io::engine::{Application, Engine};
+use crate::io::transport::Transport;
 
 /// Most requests answered in one batch before the connection writes.
 const MAX_PIPELINED: usize = 32;
@@ -38,7 +43,11 @@ const MAX_PIPELINED: usize = 32;
 const SHARE_BODY_THRESHOLD: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long, and how much, a refused client may still send before the socket is dropped.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
+/// An answer in the queue: ready to write, or still with its handler.
 enum Pending {
     Ready(Outgoing),
     Waiting(ReplyReceiver),
@@ -58,14 +67,21 @@ enum Stop {
     Refuse(RequestError),
 }
 
-struct Connection {
-    stream: TcpStream,
+/// Whether the connection goes on after writing what is pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flushed {
+    Open,
+    Closed,
+}
+
+struct Connection<T: Transport, A: Application> {
+    stream: T,
     input: BytesMut,
     output: Vec<u8>,
     pending: VecDeque<Entry>,
     /// The request line of the request being answered, kept only when the access log is on.
     request_line: Option<Box<str>>,
-    engine: Arc<Engine>,
+    engine: Arc<Engine<A>>,
     info: Arc<ConnectionInfo>,
     /// Whether any request has been received yet (a fresh connection waits `header_timeout`
     /// for its first byte, a kept-alive one `keepalive_timeout`).
@@ -78,81 +94,82 @@ struct Connection {
     /// The connection's one timer, for the idle and header timeouts (see `read_head`).
     timer: Pin<Box<Sleep>>,
     /// Completes when the server starts stopping; an idle connection then closes at once.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The peer sent EOF (or the socket failed) while a handler was working.
-    peer_closed: bool,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 /// Serves one connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, engine: Arc<Engine>) {
-    let _ = stream.set_nodelay(true);
-    let info = Arc::new(ConnectionInfo::new(peer, engine.stopping.clone()));
-    let horizon = engine
-        .limits
-        .keepalive_timeout
-        .min(engine.limits.header_timeout);
-    let timer = Box::pin(tokio::time::sleep(horizon));
-    let shutdown = Box::pin(engine.shutdown.clone().cancelled_owned());
+pub async fn serve<T: Transport, A: Application>(
+    stream: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    engine: Arc<Engine<A>>,
+) {
+    serve_accepted(stream, peer, scheme, engine, Instant::now()).await;
+}
+
+/// Serves a connection accepted at `accepted_at`: the wait for its first request counts
+/// from then, so that time spent before (a TLS handshake) counts against `header_timeout`.
+pub async fn serve_accepted<T: Transport, A: Application>(
+    stream: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    engine: Arc<Engine<A>>,
+    accepted_at: Instant,
+) {
+    let info = Arc::new(ConnectionInfo::new(peer, scheme, engine.stop.clone()));
+    let horizon = timer_horizon(&engine);
     let mut connection = Connection {
         stream,
         input: BytesMut::with_capacity(READ_CHUNK),
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         request_line: None,
+        timer: Box::pin(tokio::time::sleep_until(accepted_at + horizon)),
+        stopping: Box::pin(engine.stop.clone().cancelled_owned()),
         engine,
         info: info.clone(),
         served_any: false,
         head_deadline: None,
-        last_activity: Instant::now(),
-        timer,
-        shutdown,
-        peer_closed: false,
+        last_activity: accepted_at,
     };
     if let Stop::Refuse(error) = connection.run().await {
         connection.refuse(error);
         let _ = connection.flush().await;
-        let _ = connection.stream.shutdown().await;
+        let _ = connection.shutdown().await;
         connection.linger().await;
     } else {
-        let _ = connection.stream.shutdown().await;
+        let _ = connection.shutdown().await;
     }
     info.mark_closed();
 }
 
-/// How long, and how much, a refused client may still send before the socket is dropped.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 1024 * 1024;
-
 /// Answers a connection the server has no room for: 503, then close.
-pub async fn reject_busy(mut stream: TcpStream, engine: Arc<Engine>) {
+pub async fn reject_busy<T: Transport, A: Application>(mut stream: T, engine: Arc<Engine<A>>) {
     let identifier = engine.config.server_identifier.load();
-    let defaults = ServerHeaders {
-        server: identifier.as_bytes(),
-        extra_lines: b"Retry-After: 1\r\n",
+    let answer = ServerAnswer {
+        server_identifier: &identifier,
         persistence: Persistence::Close,
+        extra_lines: b"Retry-After: 1\r\n",
+        head_only: false,
     };
-    let mut out = Vec::with_capacity(256);
-    let body = b"Service Unavailable: too many open connections";
-    encode_simple(
-        &mut out,
-        503,
-        &defaults,
-        &[],
-        b"text/plain; charset=utf-8",
-        body,
-        false,
-    );
-    let _ = timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+    let out = answer.text(503, &[], b"Service Unavailable: too many open connections");
+    let _ = timeout(Duration::from_secs(1), stream.write_all(&out.bytes)).await;
     let _ = stream.shutdown().await;
 }
 
-impl Connection {
+/// How far ahead the connection's timer is ever armed.
+fn timer_horizon<A: Application>(engine: &Engine<A>) -> Duration {
+    let limits = &engine.limits;
+    limits.keepalive_timeout.min(limits.header_timeout)
+}
+
+impl<T: Transport, A: Application> Connection<T, A> {
     async fn run(&mut self) -> Stop {
         loop {
             let head = match parse_head(&mut self.input, &self.engine.limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
-                    if !self.flush().await {
+                    if self.flush().await == Flushed::Closed {
                         return Stop::Quietly;
                     }
                     if let Err(stop) = self.read_head().await {
@@ -165,18 +182,17 @@ impl Connection {
             self.served_any = true;
             self.head_deadline = None;
             if self.engine.access_log.is_some() {
-                self.request_line = Some(access_log::request_line(&head));
+                self.request_line = Some(request_line(&head));
             }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
                 Err(stop) => return stop,
             };
-            let close = self.dispatch(head, body);
-            if close {
+            if self.route(head, body) == Flushed::Closed {
                 self.flush().await;
                 return Stop::Quietly;
             }
-            if self.pending.len() >= MAX_PIPELINED && !self.flush().await {
+            if self.pending.len() >= MAX_PIPELINED && self.flush().await == Flushed::Closed {
                 return Stop::Quietly;
             }
         }
@@ -191,7 +207,7 @@ impl Connection {
         let mut discarded = 0;
         let mut sink = [0u8; 8192];
         while discarded < LINGER_BYTES {
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut sink)).await {
+            match timeout_at(deadline, self.stream.read(&mut sink)).await {
                 Ok(Ok(n)) if n > 0 => discarded += n,
                 _ => return,
             }
@@ -208,11 +224,14 @@ impl Connection {
     async fn read_head(&mut self) -> Result<(), Stop> {
         let idle = self.input.is_empty() && self.head_deadline.is_none();
         if idle {
-            if self.engine.is_shutting_down() {
+            if self.engine.is_stopping() {
                 return Err(Stop::Quietly);
             }
-            // Everything is answered: the idle time counts from now.
-            self.last_activity = Instant::now();
+            // Everything is answered: the idle time counts from now (a fresh connection's
+            // from its accept).
+            if self.served_any {
+                self.last_activity = Instant::now();
+            }
         }
         loop {
             self.input.reserve(READ_CHUNK);
@@ -243,10 +262,10 @@ impl Connection {
                             None => Stop::Quietly,
                         });
                     }
-                    let rearm = deadline.min(now + self.timer_horizon());
+                    let rearm = deadline.min(now + timer_horizon(&self.engine));
                     self.timer.as_mut().reset(rearm);
                 }
-                () = self.shutdown.as_mut(), if idle => return Err(Stop::Quietly),
+                () = self.stopping.as_mut(), if idle => return Err(Stop::Quietly),
             }
         }
     }
@@ -255,12 +274,6 @@ impl Connection {
     /// timer is already armed no later than that, see `read_head`).
     fn start_head_deadline(&mut self) {
         self.head_deadline = Some(Instant::now() + self.engine.limits.header_timeout);
-    }
-
-    /// How far ahead the timer is ever armed.
-    fn timer_horizon(&self) -> Duration {
-        let limits = &self.engine.limits;
-        limits.keepalive_timeout.min(limits.header_timeout)
     }
 
     /// When the connection gives up waiting: the head's deadline while one is arriving,
@@ -273,14 +286,19 @@ impl Connection {
         }
     }
 
-    async fn read_more_body(&mut self) -> Result<(), Stop> {
+    /// Reads more of a body. A read that brings nothing for `body_timeout` is a stall
+    /// (408); so is a body whose average rate since `rate.started` has fallen below
+    /// `min_body_rate` once the grace period is over.
+    async fn read_more_body(&mut self, rate: &BodyRate) -> Result<(), Stop> {
         self.input.reserve(READ_CHUNK);
-        match timeout(
-            self.engine.limits.body_timeout,
-            self.stream.read_buf(&mut self.input),
-        )
-        .await
-        {
+        let limits = &self.engine.limits;
+        let stall_deadline = Instant::now() + limits.body_timeout;
+        let rate_deadline = rate.deadline(limits.min_body_rate, limits.body_rate_grace);
+        let deadline = rate_deadline.map_or(stall_deadline, |rate| rate.min(stall_deadline));
+        match timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
+            Err(_) if rate_deadline.is_some_and(|rate| rate < stall_deadline) => Err(Stop::Refuse(
+                RequestError::new(408, "request body arrived too slowly"),
+            )),
             Err(_) => Err(Stop::Refuse(RequestError::new(408, "request body stalled"))),
             Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Quietly),
             Ok(Ok(_)) => Ok(()),
@@ -294,7 +312,7 @@ impl Connection {
         head: &RequestHead,
         continued: &mut bool,
     ) -> Result<(), Stop> {
-        if !self.flush().await {
+        if self.flush().await == Flushed::Closed {
             return Err(Stop::Quietly);
         }
         if head.expect_continue && !*continued {
@@ -322,9 +340,11 @@ impl Connection {
                 let length = length as usize;
                 if self.input.len() < length {
                     self.prepare_body_wait(head, &mut continued).await?;
+                    let rate = BodyRate::start(self.input.len());
                     self.input.reserve(length - self.input.len());
                     while self.input.len() < length {
-                        self.read_more_body().await?;
+                        self.read_more_body(&rate.with_received(self.input.len()))
+                            .await?;
                     }
                 }
                 // Small bodies are copied (see `parse_head`); large ones take the buffer along.
@@ -339,12 +359,20 @@ impl Connection {
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::default();
                 let mut body = Vec::new();
+                let mut rate: Option<BodyRate> = None;
+                let mut consumed = 0;
                 loop {
-                    match decoder.decode(&mut self.input, &mut body, max_body) {
+                    let before = self.input.len();
+                    let decoded = decoder.decode(&mut self.input, &mut body, max_body);
+                    consumed += before - self.input.len();
+                    match decoded {
                         Ok(true) => return Ok(Bytes::from(body)),
                         Ok(false) => {
                             self.prepare_body_wait(head, &mut continued).await?;
-                            self.read_more_body().await?;
+                            let started = *rate.get_or_insert_with(|| BodyRate::start(consumed));
+                            let received = consumed + self.input.len();
+                            self.read_more_body(&started.with_received(received))
+                                .await?;
                         }
                         Err(error) => return Err(Stop::Refuse(error)),
                     }
@@ -353,187 +381,64 @@ impl Connection {
         }
     }
 
-    fn server_headers<'a>(
-        &self,
-        identifier: &'a str,
-        persistence: Persistence,
-        extra: &'a [u8],
-    ) -> ServerHeaders<'a> {
-        ServerHeaders {
-            server: identifier.as_bytes(),
-            extra_lines: extra,
-            persistence,
-        }
-    }
-
-    /// Queues an answer the server writes itself.
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
-        &mut self,
-        status: u16,
-        persistence: Persistence,
-        extra_lines: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        head_only: bool,
-    ) {
-        let identifier = self.engine.config.server_identifier.load_full();
-        let defaults = self.server_headers(&identifier, persistence, extra_lines);
-        let mut bytes = Vec::with_capacity(192 + body.len());
-        encode_simple(
-            &mut bytes,
-            status,
-            &defaults,
-            headers,
-            b"text/plain; charset=utf-8",
-            body,
-            head_only,
-        );
-        let outgoing = Outgoing {
-            bytes,
-            body: Bytes::new(),
-            close: persistence == Persistence::Close,
-            file: None,
+    /// Routes one request and queues its answer. Returns whether the connection closes after.
+    fn route(&mut self, head: RequestHead, body: Bytes) -> Flushed {
+        let routed = decide(&self.engine.config, head, body, &self.info);
+        let after = match routed.persistence {
+            Persistence::Close => Flushed::Closed,
+            _ => Flushed::Open,
         };
-        self.push(Pending::Ready(outgoing));
+        match routed.decision {
+            Decision::Answer(outgoing) => self.push(Pending::Ready(outgoing)),
+            Decision::Refuse(error) => {
+                self.refuse(error);
+                return Flushed::Closed;
+            }
+            Decision::Files(route, request) => {
+                // The file system calls (stat, open, realpath) run right here on the I/O
+                // thread, as nginx runs them in its event loop: on a local disk they take
+                // microseconds, far less than handing the request to a blocking pool and
+                // back. The bytes themselves go out without blocking (see `transport.rs`).
+                let outgoing = files::respond(&route, &request);
+                self.push(Pending::Ready(outgoing));
+            }
+            Decision::Handler {
+                route,
+                method,
+                context,
+            } => {
+                let head_only = context.head_only;
+                let (reply, receiver) = tokio::sync::oneshot::channel();
+                let job = Job {
+                    route,
+                    method,
+                    context,
+                    reply,
+                };
+                if !self.engine.app.submit(job) {
+                    let identifier = self.engine.config.server_identifier.load();
+                    let answer = ServerAnswer {
+                        server_identifier: &identifier,
+                        persistence: Persistence::Close,
+                        extra_lines: b"",
+                        head_only,
+                    };
+                    let outgoing =
+                        answer.text(503, &[], b"Service Unavailable: the server is stopping");
+                    self.push(Pending::Ready(outgoing));
+                    return Flushed::Closed;
+                }
+                self.push(Pending::Waiting(receiver));
+            }
+        }
+        after
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
     fn refuse(&mut self, error: RequestError) {
-        let body = format!(
-            "{}: {}",
-            crate::http::status::reason_phrase(error.status),
-            error.reason
-        );
-        self.answer(
-            error.status,
-            Persistence::Close,
-            b"",
-            &[],
-            body.as_bytes(),
-            false,
-        );
-    }
-
-    /// Routes one request and queues its answer. Returns whether the connection closes after.
-    fn dispatch(&mut self, head: RequestHead, body: Bytes) -> bool {
-        let persistence = if !head.keep_alive || self.engine.is_shutting_down() {
-            Persistence::Close
-        } else if head.http10 {
-            Persistence::KeepAliveHttp10
-        } else {
-            Persistence::KeepAlive
-        };
-        let close = persistence == Persistence::Close;
-        let head_only = head.method == Method::Head;
-        if head.asterisk {
-            let allow: &[u8] = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-            self.answer(204, persistence, b"", &[(b"Allow", allow)], b"", false);
-            return close;
-        }
-        // The target was checked to be ASCII by the parser.
-        let raw_path = std::str::from_utf8(head.raw_path()).unwrap_or("/");
-        let Some(path) = RequestPath::new(raw_path) else {
-            self.refuse(RequestError::bad_request(
-                "the path is not UTF-8 once percent-decoded",
-            ));
-            return true;
-        };
-        let config = self.engine.config.clone();
-        let cors = config.cors.load();
-        let cors_lines = cors
-            .as_ref()
-            .and_then(|cors| cors.lines_for(head.first_header("origin")));
-        let routes = config.routes.load();
-        let Some((target, captures)) = routes.find(&path) else {
-            let extra = cors_lines.as_deref().unwrap_or_default();
-            self.answer(404, persistence, extra, &[], b"Not found", head_only);
-            return close;
-        };
-        let route = match target {
-            Target::Python(route) => route,
-            Target::Files(files) => {
-                let files = files.clone();
-                let tail = path
-                    .raw_tail(captures.prefix_len)
-                    .iter()
-                    .map(|segment| (*segment).to_owned())
-                    .collect();
-                drop(path);
-                let identifier = config.server_identifier.load_full();
-                self.dispatch_files(files, head, tail, persistence, cors_lines, identifier);
-                return close;
-            }
-        };
-        let handler = match head.method {
-            Method::Get => Some(Handler::Get),
-            Method::Head if route.handles(Handler::Head) => Some(Handler::Head),
-            Method::Head => Some(Handler::Get),
-            Method::Post => Some(Handler::Post),
-            Method::Put => Some(Handler::Put),
-            Method::Patch => Some(Handler::Patch),
-            Method::Delete => Some(Handler::Delete),
-            Method::Options => Some(Handler::Options),
-            Method::Other(_) => None,
-        };
-        let handler = handler.filter(|handler| route.handles(*handler));
-        let Some(handler) = handler else {
-            let is_preflight = head.method == Method::Options
-                && head.first_header("access-control-request-method").is_some()
-                && cors_lines.is_some();
-            if let (true, Some(cors)) = (is_preflight, cors.as_ref()) {
-                let mut lines = cors_lines.as_deref().unwrap_or_default().to_vec();
-                lines.extend_from_slice(&cors.preflight_lines());
-                self.answer(204, persistence, &lines, &[], b"", false);
-            } else {
-                let extra = cors_lines.as_deref().unwrap_or_default();
-                let allow = route.allow.clone();
-                self.answer(
-                    405,
-                    persistence,
-                    extra,
-                    &[(b"Allow", allow.as_bytes())],
-                    b"Method Not Allowed",
-                    head_only,
-                );
-            }
-            return close;
-        };
-        let request = Arc::new(RequestData {
-            path: path.into_decoded(),
-            parameters: captures.parameters,
-            head,
-            body,
-        });
-        let (reply, receiver) = tokio::sync::oneshot::channel();
-        let context = ReplyContext {
-            request,
-            connection: self.info.clone(),
-            head_only,
-            persistence,
-            cors_lines,
-            allow: route.allow.clone(),
-            server_identifier: config.server_identifier.load_full(),
-        };
-        let job = Job {
-            route: route.clone(),
-            handler,
-            context,
-            reply,
-        };
-        if !self.engine.submit(Work::Job(Box::new(job))) {
-            self.answer(
-                503,
-                Persistence::Close,
-                b"",
-                &[],
-                b"Service Unavailable: the server is stopping",
-                head_only,
-            );
-            return true;
-        }
-        self.push(Pending::Waiting(receiver));
-        close
+        let identifier = self.engine.config.server_identifier.load();
+        let outgoing = ServerAnswer::refusal(&identifier, error.status, error.reason);
+        self.push(Pending::Ready(outgoing));
     }
 
     /// Queues an answer, in request order.
@@ -548,63 +453,10 @@ impl Connection {
         });
     }
 
-    /// Answers a file-router request on this thread (RFC 9110 §9.1: a file router
-    /// implements GET and HEAD only; anything else is 405 with `Allow: GET, HEAD`).
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch_files(
-        &mut self,
-        route: Arc<FileRoute>,
-        head: RequestHead,
-        tail: Vec<String>,
-        persistence: Persistence,
-        cors_lines: Option<Arc<[u8]>>,
-        server_identifier: Arc<Box<str>>,
-    ) {
-        let head_only = head.method == Method::Head;
-        if !matches!(head.method, Method::Get | Method::Head) {
-            let cors = self.engine.config.cors.load();
-            let is_preflight = head.method == Method::Options
-                && head.first_header("access-control-request-method").is_some();
-            let extra = cors_lines.as_deref().unwrap_or_default();
-            match (is_preflight, cors.as_ref(), cors_lines.as_ref()) {
-                (true, Some(cors), Some(_)) => {
-                    let mut lines = extra.to_vec();
-                    lines.extend_from_slice(&cors.preflight_lines());
-                    self.answer(204, persistence, &lines, &[], b"", false);
-                }
-                _ => self.answer(
-                    405,
-                    persistence,
-                    extra,
-                    &[(b"Allow", b"GET, HEAD")],
-                    b"Method Not Allowed",
-                    head_only,
-                ),
-            }
-            return;
-        }
-        let trailing_slash = head.raw_path().ends_with(b"/");
-        let request = FileRequest {
-            head,
-            tail,
-            trailing_slash,
-            head_only,
-            persistence,
-            cors_lines,
-            server_identifier,
-        };
-        // The file system calls (stat, open, realpath) run right here on the I/O thread, as
-        // nginx runs them in its event loop: on a local disk they take microseconds, far less
-        // than handing the request to the blocking pool and back. The bytes themselves go
-        // out with sendfile(2), without blocking.
-        let outgoing = files::respond(&route, &request);
-        self.push(Pending::Ready(outgoing));
-    }
-
     /// Writes every pending answer, in order, in as few writes as possible; a file body is
-    /// streamed after the head before it. Returns `false` when the connection must close.
-    async fn flush(&mut self) -> bool {
-        let mut keep_open = true;
+    /// streamed after the head before it.
+    async fn flush(&mut self) -> Flushed {
+        let mut after = Flushed::Open;
         while let Some(Entry {
             answer,
             request_line,
@@ -614,13 +466,14 @@ impl Connection {
                 Pending::Ready(outgoing) => outgoing,
                 Pending::Waiting(receiver) => {
                     // Do not hold finished answers back while a handler is still working.
-                    if !self.write_output().await {
-                        return false;
+                    if self.write_output().await.is_err() {
+                        return Flushed::Closed;
                     }
                     match self.await_reply(receiver).await {
-                        Ok(outgoing) => outgoing,
-                        // The handler side went away (server stopping): nothing to send.
-                        Err(_) => return false,
+                        Some(outgoing) => outgoing,
+                        // The client left, or the handler side went away (server stopping):
+                        // nothing to send.
+                        None => return Flushed::Closed,
                     }
                 }
             };
@@ -632,49 +485,51 @@ impl Connection {
                     .await
                     .is_err()
                 {
-                    return false;
+                    return Flushed::Closed;
                 }
-                return !outgoing.close;
+                return if outgoing.close {
+                    Flushed::Closed
+                } else {
+                    Flushed::Open
+                };
             }
             self.output.extend_from_slice(&outgoing.bytes);
             self.output.extend_from_slice(&outgoing.body);
             if let Some(body) = &outgoing.file {
                 let write_timeout = self.engine.limits.write_timeout;
-                // With a body to follow, the head is corked onto its first packets; an empty
-                // file's head goes out as usual (nothing would uncork it).
-                let head_sent = if body.len > 0 {
-                    let sent = send_head(&self.stream, &self.output, write_timeout).await;
-                    self.output.clear();
-                    sent.is_ok()
-                } else {
-                    self.write_output().await
-                };
-                if !head_sent {
-                    return false;
-                }
-                if send_file(&self.stream, body, write_timeout).await.is_err() {
-                    return false;
+                let head = std::mem::take(&mut self.output);
+                let sent = self
+                    .stream
+                    .send_file_answer(&head, body, write_timeout)
+                    .await;
+                self.output = head;
+                self.output.clear();
+                if sent.is_err() {
+                    return Flushed::Closed;
                 }
             }
             if outgoing.close {
-                keep_open = false;
+                after = Flushed::Closed;
                 self.pending.clear();
                 break;
             }
         }
-        self.write_output().await && keep_open
+        if self.write_output().await.is_err() {
+            return Flushed::Closed;
+        }
+        after
     }
 
-    /// Writes the buffered answers; `false` when the connection must close.
-    async fn write_output(&mut self) -> bool {
+    /// Writes the buffered answers.
+    async fn write_output(&mut self) -> Result<(), ()> {
         if self.output.is_empty() {
-            return true;
+            return Ok(());
         }
         let output = std::mem::take(&mut self.output);
         let written = self.write(&output).await;
         self.output = output;
         self.output.clear();
-        written.is_ok()
+        written
     }
 
     /// Hands one answered request to the access log, when it is on.
@@ -682,36 +537,36 @@ impl Connection {
         let (Some(sender), Some(request_line)) = (&self.engine.access_log, request_line) else {
             return;
         };
-        let (status, bytes) = access_log::measure(outgoing);
         let record = AccessRecord {
             peer: self.info.peer,
             request_line,
-            status,
-            bytes,
+            status: outgoing.status,
+            bytes: outgoing.body_len(),
             time: std::time::SystemTime::now(),
         };
         let _ = sender.send(AccessEvent::Record(record));
     }
 
-    /// Waits for a handler's answer while watching the socket, so that `client.is_open` turns
-    /// false as soon as the peer goes away. Bytes that arrive meanwhile (pipelined requests)
-    /// are kept for later, up to one head's worth; the answer is still written after an EOF,
-    /// since a client may half-close and wait for it.
-    async fn await_reply(
-        &mut self,
-        mut receiver: ReplyReceiver,
-    ) -> Result<Outgoing, tokio::sync::oneshot::error::RecvError> {
+    /// Waits for a handler's answer while watching the socket. Bytes that arrive meanwhile
+    /// (pipelined requests) are kept for later, up to one head's worth. If the peer closes
+    /// (EOF or an error), it is gone: `client.is_open` turns false, the connection ends and
+    /// frees its slot at once, and the answer, when it comes, goes nowhere (as nginx treats
+    /// a client that closes while its request is being handled). `None` then, or when the
+    /// handler side is gone.
+    async fn await_reply(&mut self, mut receiver: ReplyReceiver) -> Option<Outgoing> {
         loop {
-            if self.peer_closed || self.input.len() >= self.engine.limits.max_head_size {
-                return receiver.await;
+            if self.input.len() >= self.engine.limits.max_head_size {
+                // Enough is buffered; the rest waits in the kernel until this answer is out.
+                return receiver.await.ok();
             }
             self.input.reserve(READ_CHUNK);
             tokio::select! {
-                reply = &mut receiver => return reply,
+                biased;
+                reply = &mut receiver => return reply.ok(),
                 read = self.stream.read_buf(&mut self.input) => {
                     if !matches!(read, Ok(n) if n > 0) {
-                        self.peer_closed = true;
                         self.info.mark_closed();
+                        return None;
                     }
                 }
             }
@@ -740,20 +595,65 @@ impl Connection {
         self.write(&body[written - head.len()..]).await
     }
 
+    /// Closes our side. Bounded by `write_timeout`: on TLS this writes what is still
+    /// buffered and the `close_notify` alert, which a client that reads nothing never takes.
+    async fn shutdown(&mut self) -> Result<(), ()> {
+        match timeout(self.engine.limits.write_timeout, self.stream.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        let write_timeout = self.engine.limits.write_timeout;
         let mut written = 0;
         while written < bytes.len() {
-            match timeout(
-                self.engine.limits.write_timeout,
-                self.stream.write(&bytes[written..]),
-            )
-            .await
-            {
+            match timeout(write_timeout, self.stream.write(&bytes[written..])).await {
                 Ok(Ok(n)) if n > 0 => written += n,
                 _ => return Err(()),
             }
         }
-        Ok(())
+        // A buffering stream (TLS) sends what it holds; on TCP this does nothing.
+        match timeout(write_timeout, self.stream.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// How fast a body arrives: when it started and how much of it had arrived since.
+#[derive(Clone, Copy, Debug)]
+struct BodyRate {
+    started: Instant,
+    /// Body bytes already buffered when the body started to be awaited (not counted).
+    initial: usize,
+    received: usize,
+}
+
+impl BodyRate {
+    fn start(already_buffered: usize) -> BodyRate {
+        BodyRate {
+            started: Instant::now(),
+            initial: already_buffered,
+            received: already_buffered,
+        }
+    }
+
+    fn with_received(self, received: usize) -> BodyRate {
+        BodyRate { received, ..self }
+    }
+
+    /// When the average rate will fall below `min_rate` if nothing more arrives: the bytes
+    /// received so far "buy" `received / min_rate` seconds, and the grace period is free.
+    fn deadline(&self, min_rate: u64, grace: Duration) -> Option<Instant> {
+        if min_rate == 0 {
+            return None;
+        }
+        let arrived = self.received.saturating_sub(self.initial) as u64;
+        let earned =
+            Duration::try_from_secs_f64(arrived as f64 / min_rate as f64).unwrap_or(Duration::MAX);
+        // Past what an `Instant` can hold, the rate never runs out.
+        self.started.checked_add(grace.max(earned))
     }
 }

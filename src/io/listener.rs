@@ -8,8 +8,12 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
+use crate::app::exchange::Scheme;
 use crate::io::connection;
-use crate::io::engine::Engine;
+use crate::io::engine::{Application, Engine};
+use crate::io::tls::acceptor::TlsAcceptor;
+use crate::io::tls::refuse::refuse_busy;
+use crate::io::tls::serve_tls;
 
 /// Pending connections the kernel may queue before we accept them.
 const BACKLOG: i32 = 1024;
@@ -58,26 +62,42 @@ pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> 
     Err(last_error)
 }
 
-/// Accepts connections until shutdown; each gets its own task.
-pub async fn accept_loop(listener: TcpListener, engine: Arc<Engine>) {
-    let shutdown = engine.shutdown.clone();
+/// Accepts connections until shutdown; each gets its own task. With `tls`, every
+/// connection is HTTPS: its handshake runs in its task, counted as an open connection.
+pub async fn accept_loop<A: Application>(
+    listener: TcpListener,
+    engine: Arc<Engine<A>>,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
+    let stop = engine.stop.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         match accepted {
             Ok((stream, peer)) => match engine.admit() {
                 Some(slot) => {
                     let engine = engine.clone();
+                    // Answers are written whole; Nagle's algorithm would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        connection::serve(stream, peer, engine).await;
+                        match tls {
+                            None => connection::serve(stream, peer, Scheme::Http, engine).await,
+                            Some(tls) => serve_tls(stream, peer, tls, engine).await,
+                        }
                         drop(slot);
                     });
                 }
-                None => {
-                    tokio::spawn(connection::reject_busy(stream, engine.clone()));
-                }
+                None => match &tls {
+                    None => {
+                        tokio::spawn(connection::reject_busy(stream, engine.clone()));
+                    }
+                    Some(tls) => {
+                        tokio::spawn(refuse_busy(stream, tls.clone(), engine.clone()));
+                    }
+                },
             },
             // Out of file descriptors or the like: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

@@ -1,7 +1,8 @@
 //! The I/O layer: sockets, the tokio runtime's tasks, timers, and every socket write.
 //!
 //! The listener accepts (`listener`), one task serves each connection (`connection`),
-//! file bodies go out with `sendfile(2)` (`sendfile`), and what all connections share is in
+//! the stream it runs on is a `transport` (plain TCP, whose file bodies go out with
+//! `sendfile(2)` (`sendfile`), or any other `AsyncRead + AsyncWrite`), and what all connections share is in
 //! `engine`.
 //!
 //! **Layer rule**: this folder imports `http` and `app`, never `pyo3` or `python`: no tokio
@@ -14,3 +15,4 @@ pub(crate) mod engine;
 pub(crate) mod listener;
 pub(crate) mod sendfile;
 pub(crate) mod tls;
+pub(crate) mod transport;

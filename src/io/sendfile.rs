@@ -1,4 +1,4 @@
-//! Streaming a file body to a socket.
+//! Streaming a file body to a TCP socket (see `transport.rs` for other streams).
 //!
 //! On Linux the bytes go from the page cache to the socket with `sendfile(2)`, never
 //! through user memory: a multi-gigabyte file costs what a small one does. The socket is
@@ -18,7 +18,11 @@ use crate::app::exchange::FileBody;
 /// the same packets as the start of the file that `send_file` sends next, as nginx does with
 /// `TCP_CORK`, instead of a small packet of its own (one wake-up less for the client).
 #[cfg(target_os = "linux")]
-pub async fn send_head(stream: &TcpStream, head: &[u8], write_timeout: Duration) -> io::Result<()> {
+pub async fn send_head(
+    stream: &mut TcpStream,
+    head: &[u8],
+    write_timeout: Duration,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
 
     let socket = stream.as_raw_fd();
@@ -58,21 +62,12 @@ pub async fn send_head(stream: &TcpStream, head: &[u8], write_timeout: Duration)
 
 /// Elsewhere the head is written as it is.
 #[cfg(not(target_os = "linux"))]
-pub async fn send_head(stream: &TcpStream, head: &[u8], write_timeout: Duration) -> io::Result<()> {
-    let mut written = 0;
-    while written < head.len() {
-        match timeout(write_timeout, stream.writable()).await {
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-            Ok(result) => result?,
-        }
-        match stream.try_write(&head[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
+pub async fn send_head(
+    stream: &mut TcpStream,
+    head: &[u8],
+    write_timeout: Duration,
+) -> io::Result<()> {
+    crate::io::transport::write_all_within(stream, head, write_timeout).await
 }
 
 /// Largest count handed to one `sendfile` call (Linux sends at most 0x7ffff000 anyway).
@@ -84,7 +79,7 @@ const MAX_CHUNK: u64 = 1 << 30;
 /// (`UnexpectedEof`), since the promised `Content-Length` can no longer be kept.
 #[cfg(target_os = "linux")]
 pub async fn send_file(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     body: &FileBody,
     write_timeout: Duration,
 ) -> io::Result<()> {
@@ -127,38 +122,12 @@ pub async fn send_file(
     Ok(())
 }
 
-/// The portable fallback: 64 KiB at a time through a buffer.
+/// The portable fallback: through a buffer.
 #[cfg(not(target_os = "linux"))]
 pub async fn send_file(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     body: &FileBody,
     write_timeout: Duration,
 ) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-
-    let mut file = body.file.try_clone()?;
-    file.seek(SeekFrom::Start(body.offset))?;
-    let mut remaining = body.len;
-    let mut buffer = vec![0u8; 64 * 1024];
-    while remaining > 0 {
-        let want = remaining.min(buffer.len() as u64) as usize;
-        let read = file.read(&mut buffer[..want])?;
-        if read == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut written = 0;
-        while written < read {
-            match timeout(write_timeout, stream.writable()).await {
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                Ok(result) => result?,
-            }
-            match stream.try_write(&buffer[written..read]) {
-                Ok(n) => written += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        }
-        remaining -= read as u64;
-    }
-    Ok(())
+    crate::io::transport::copy_file_answer(stream, b"", body, write_timeout).await
 }

@@ -12,35 +12,75 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use crate::app::exchange::{ReplyContext, ReplySender};
+use crossbeam_channel::Sender;
+
+use crate::app::exchange::Job;
+use crate::io::engine::Application;
 use crate::python::logging::log_exception;
 use crate::python::request::HttpRequest;
 use crate::python::response::HttpResponse;
-use crate::python::router::{Handler, PyRoute, HANDLER_NAMES};
+use crate::python::router::PyRoute;
 
 /// One request for a Python handler.
-pub struct Job {
-    pub route: Arc<PyRoute>,
-    pub handler: Handler,
-    pub context: ReplyContext,
-    pub reply: ReplySender,
-}
+pub type PyJob = Job<PyRoute>;
 
 pub enum Work {
-    Job(Box<Job>),
+    Job(Box<PyJob>),
     /// Ends the handler thread (sent by `stop()` after the last connection is done).
     Stop,
 }
 
+/// The Python application as the I/O layer sees it: a channel to whoever runs handlers
+/// (the handler threads, the inline loop, or `poll()`).
+pub struct PythonApp {
+    work: Sender<Work>,
+    /// In inline mode, wakes the loop thread out of its I/O round to run the handlers.
+    job_signal: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl PythonApp {
+    pub fn new(work: Sender<Work>, job_signal: Option<Arc<tokio::sync::Notify>>) -> Self {
+        PythonApp { work, job_signal }
+    }
+
+    /// Sends `work` to the handler side; `false` when it has gone.
+    pub fn send(&self, work: Work) -> bool {
+        if self.work.send(work).is_err() {
+            return false;
+        }
+        if let Some(signal) = &self.job_signal {
+            signal.notify_one();
+        }
+        true
+    }
+}
+
+impl Application for PythonApp {
+    type Route = PyRoute;
+
+    fn submit(&self, job: PyJob) -> bool {
+        self.send(Work::Job(Box::new(job)))
+    }
+}
+
+/// What one turn of running handlers did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Handlers run.
+    pub jobs: usize,
+    /// The channel said to stop (or closed): the caller's loop should end.
+    pub stop: bool,
+}
+
 /// Runs one job on the calling thread, which is attached.
-pub fn run_job(py: Python<'_>, job: Job) {
+pub fn run_job(py: Python<'_>, job: PyJob) {
     let Job {
         route,
-        handler,
+        method,
         context,
         reply,
     } = job;
-    let Some(method) = route.handlers[handler as usize].as_ref() else {
+    let Some(handler) = route.handler(method) else {
         return;
     };
     let request = HttpRequest::new(context.request.clone(), context.connection.clone());
@@ -49,12 +89,12 @@ pub fn run_job(py: Python<'_>, job: Job) {
         Err(error) => return log_exception(py, "could not create a response object", &error),
     };
     let outcome = Py::new(py, request)
-        .and_then(|request| method.call1(py, (request, response.clone_ref(py))));
+        .and_then(|request| handler.call1(py, (request, response.clone_ref(py))));
     if let Err(error) = outcome {
         let response = response.get();
         let message = format!(
             "{} raised while handling {}",
-            HANDLER_NAMES[handler as usize].1,
+            method.handler_name(),
             response.describe()
         );
         log_exception(py, &message, &error);
@@ -64,32 +104,37 @@ pub fn run_job(py: Python<'_>, job: Job) {
     drop(response);
 }
 
-/// Runs every job already waiting; returns how many ran. Stops early at `Work::Stop`.
-pub fn run_ready(py: Python<'_>, receiver: &Receiver<Work>) -> (usize, bool) {
-    let mut ran = 0;
+/// Runs every job already waiting. Stops early at `Work::Stop`.
+pub fn run_ready(py: Python<'_>, receiver: &Receiver<Work>) -> Ran {
+    let mut jobs = 0;
     loop {
         match receiver.try_recv() {
             Ok(Work::Job(job)) => {
                 run_job(py, *job);
-                ran += 1;
+                jobs += 1;
             }
-            Ok(Work::Stop) | Err(TryRecvError::Disconnected) => return (ran, true),
-            Err(TryRecvError::Empty) => return (ran, false),
+            Ok(Work::Stop) | Err(TryRecvError::Disconnected) => return Ran { jobs, stop: true },
+            Err(TryRecvError::Empty) => return Ran { jobs, stop: false },
         }
     }
 }
 
 /// Waits (detached) up to `timeout` for work, then runs all that is ready.
-/// Returns how many jobs ran and whether the channel asked to stop.
-pub fn wait_and_run(py: Python<'_>, receiver: &Receiver<Work>, timeout: Duration) -> (usize, bool) {
+pub fn wait_and_run(py: Python<'_>, receiver: &Receiver<Work>, timeout: Duration) -> Ran {
     match py.detach(|| receiver.recv_timeout(timeout)) {
         Ok(Work::Job(job)) => {
             run_job(py, *job);
-            let (more, stop) = run_ready(py, receiver);
-            (more + 1, stop)
+            let more = run_ready(py, receiver);
+            Ran {
+                jobs: more.jobs + 1,
+                ..more
+            }
         }
-        Ok(Work::Stop) | Err(RecvTimeoutError::Disconnected) => (0, true),
-        Err(RecvTimeoutError::Timeout) => (0, false),
+        Ok(Work::Stop) | Err(RecvTimeoutError::Disconnected) => Ran {
+            jobs: 0,
+            stop: true,
+        },
+        Err(RecvTimeoutError::Timeout) => Ran::default(),
     }
 }
 
@@ -199,7 +244,7 @@ fn inline_loop(
                     // Run the handlers from inside the runtime's context: their answers then
                     // wake the connection tasks through the local run queue, with no system
                     // call, and the tasks write them as soon as this round yields.
-                    if Python::attach(|py| run_ready(py, jobs).1) {
+                    if Python::attach(|py| run_ready(py, jobs).stop) {
                         break;
                     }
                 }
@@ -217,7 +262,7 @@ fn handler_thread(jobs: &Receiver<Work>, leader: &Mutex<()>) {
             ready.recv(jobs);
             ready.ready();
         });
-        if run_ready(py, jobs).1 {
+        if run_ready(py, jobs).stop {
             return;
         }
     });

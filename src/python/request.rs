@@ -13,7 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::app::exchange::{ConnectionInfo, RequestData};
-use crate::http::parse::Method;
+use crate::http::method::{KnownMethod, Method};
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
 /// bytes above 0x7F obs-text; Latin-1 maps each to one character, losing nothing).
@@ -190,19 +190,20 @@ impl HttpRequest {
 }
 
 static BODY_PARSER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static METHOD_NAMES: PyOnceLock<[Py<PyString>; KnownMethod::ALL.len()]> = PyOnceLock::new();
 
 #[pymethods]
 impl HttpRequest {
     #[getter]
     fn method<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         match &self.request.head.method {
-            Method::Get => pyo3::intern!(py, "GET").clone(),
-            Method::Head => pyo3::intern!(py, "HEAD").clone(),
-            Method::Post => pyo3::intern!(py, "POST").clone(),
-            Method::Put => pyo3::intern!(py, "PUT").clone(),
-            Method::Patch => pyo3::intern!(py, "PATCH").clone(),
-            Method::Delete => pyo3::intern!(py, "DELETE").clone(),
-            Method::Options => pyo3::intern!(py, "OPTIONS").clone(),
+            Method::Known(known) => {
+                // One interned string per routable method, made once.
+                let names = METHOD_NAMES.get_or_init(py, || {
+                    KnownMethod::ALL.map(|method| PyString::intern(py, method.name()).unbind())
+                });
+                names[known.index()].bind(py).clone()
+            }
             Method::Other(name) => PyString::new(py, name),
         }
     }
@@ -279,6 +280,12 @@ impl HttpRequest {
                 Ok::<_, PyErr>(dict.unbind())
             })
             .map(|dict| dict.clone_ref(py))
+    }
+
+    /// `"https"` when the request came over TLS, else `"http"`.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        self.connection.scheme.as_str()
     }
 
     #[getter]

@@ -163,12 +163,7 @@ impl HttpResponse {
         }
         drop(state);
         // The connection may have gone away meanwhile; then there is nobody to tell.
-        let _ = reply.send(Outgoing {
-            bytes,
-            body: shared_body,
-            close: persistence == Persistence::Close,
-            file: None,
-        });
+        let _ = reply.send(Outgoing::new(status, bytes, shared_body, persistence));
         Ok(())
     }
 

@@ -5,34 +5,14 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::app::config::HandlerRoute;
+use crate::http::method::{allow_list, KnownMethod};
 use crate::python::response::HttpResponse;
 
-/// The methods a router can handle, in `Allow` order.
-pub const HANDLER_NAMES: [(&str, &str); 7] = [
-    ("GET", "handle_get"),
-    ("HEAD", "handle_head"),
-    ("POST", "handle_post"),
-    ("PUT", "handle_put"),
-    ("PATCH", "handle_patch"),
-    ("DELETE", "handle_delete"),
-    ("OPTIONS", "handle_options"),
-];
-
-/// Index into [`HANDLER_NAMES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handler {
-    Get = 0,
-    Head = 1,
-    Post = 2,
-    Put = 3,
-    Patch = 4,
-    Delete = 5,
-    Options = 6,
-}
-
-/// A registered Python router: its bound handler methods, looked up once.
+/// A registered Python router: its bound handler methods, looked up once, indexed by
+/// [`KnownMethod::index`].
 pub struct PyRoute {
-    pub handlers: [Option<Py<PyAny>>; 7],
+    pub handlers: [Option<Py<PyAny>>; KnownMethod::ALL.len()],
     pub allow: Arc<str>,
 }
 
@@ -45,40 +25,54 @@ impl PyRoute {
         let base = py.get_type::<HttpRouter>();
         let is_router = router.is_instance(&base)?;
         let class = router.get_type();
-        let mut handlers: [Option<Py<PyAny>>; 7] = Default::default();
-        for (slot, (_, name)) in handlers.iter_mut().zip(HANDLER_NAMES) {
+        let mut handlers: [Option<Py<PyAny>>; KnownMethod::ALL.len()] = Default::default();
+        for method in KnownMethod::ALL {
+            let name = method.handler_name();
             let overridden = if is_router {
                 !class.getattr(name)?.is(&base.getattr(name)?)
             } else {
                 router.hasattr(name)?
             };
             if overridden {
-                let method = router.getattr(name)?;
-                if method.is_callable() {
-                    *slot = Some(method.unbind());
+                let handler = router.getattr(name)?;
+                if handler.is_callable() {
+                    handlers[method.index()] = Some(handler.unbind());
                 }
             }
         }
-        let mut allowed: Vec<&str> = Vec::new();
-        for (index, (method, _)) in HANDLER_NAMES.iter().enumerate() {
-            let handled = handlers[index].is_some()
-                || (index == Handler::Head as usize && handlers[0].is_some());
-            if handled {
-                allowed.push(method);
-            }
-        }
+        let handled = |method: KnownMethod| {
+            handlers[method.index()].is_some()
+                // HEAD is answered by the GET handler when there is no HEAD handler.
+                || (method == KnownMethod::Head && handlers[KnownMethod::Get.index()].is_some())
+        };
+        let allow = allow_list(
+            KnownMethod::ALL
+                .into_iter()
+                .filter(|method| handled(*method)),
+        );
         Ok(PyRoute {
             handlers,
-            allow: allowed.join(", ").into(),
+            allow: allow.into(),
         })
     }
 
-    pub fn handles(&self, handler: Handler) -> bool {
-        self.handlers[handler as usize].is_some()
+    /// The bound method that handles `method`, if the router has one.
+    pub fn handler(&self, method: KnownMethod) -> Option<&Py<PyAny>> {
+        self.handlers[method.index()].as_ref()
     }
 
     pub fn handles_any(&self) -> bool {
         self.handlers.iter().any(Option::is_some)
+    }
+}
+
+impl HandlerRoute for PyRoute {
+    fn handles(&self, method: KnownMethod) -> bool {
+        self.handler(method).is_some()
+    }
+
+    fn allow(&self) -> &Arc<str> {
+        &self.allow
     }
 }
 
@@ -87,7 +81,8 @@ impl PyRoute {
 #[pyclass(subclass, module = "godottpd._godottpd")]
 pub struct HttpRouter;
 
-/// The seven default handlers are one and the same: answer 405 with the route's `Allow`.
+/// The default handlers (one per [`KnownMethod`], see `tests/test_routing.py`'s check that
+/// each exists) are one and the same: answer 405 with the route's `Allow`.
 /// (`#[pymethods]` sees the block after this macro has written it out.)
 macro_rules! default_handlers {
     ($($handler:ident),+) => {

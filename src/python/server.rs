@@ -8,19 +8,24 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
+use crate::app::config::{LiveConfig, Target};
 use crate::app::cors::Cors;
+use crate::app::exchange::{AccessEvent, StopSignal};
 use crate::app::routes::Pattern;
 use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::http::token::is_field_value;
-use crate::io::engine::{Engine, LiveConfig, Target};
+use crate::io::engine::Engine;
 use crate::io::listener::{accept_loop, bind};
-use crate::python::access_log::{log_thread, AccessEvent};
+use crate::python::access_log::log_thread;
 use crate::python::file_router::HttpFileRouter;
-use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, Work};
+use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
+
+/// How long a body may arrive at any rate before `min_body_rate` applies.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// How often a blocking call wakes up to let Ctrl-C through.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -30,18 +35,60 @@ struct Settings {
     bind_address: String,
 }
 
+/// Where Python handlers run: the three modes of `HttpServer(threaded=..., handler_threads=...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HandlerMode {
+    /// On the server's own handler threads (`threaded=True`, the default), this many.
+    Threads(usize),
+    /// On the I/O loop's one thread, between I/O rounds (`handler_threads=0`).
+    Inline,
+    /// On the caller's thread, in `poll()` or `serve_forever()` (`threaded=False`).
+    Poll,
+}
+
+impl HandlerMode {
+    fn new(threaded: bool, handler_threads: usize) -> HandlerMode {
+        match (threaded, handler_threads) {
+            (false, _) => HandlerMode::Poll,
+            (true, 0) => HandlerMode::Inline,
+            (true, count) => HandlerMode::Threads(count),
+        }
+    }
+}
+
+/// What runs handlers while the server runs, one variant per [`HandlerMode`].
+enum Handlers {
+    /// Handler threads, beside the runtime's I/O threads.
+    Threads {
+        runtime: tokio::runtime::Runtime,
+        pool: HandlerPool,
+    },
+    /// The loop thread, which owns the (current-thread) runtime.
+    Inline { pool: HandlerPool },
+    /// The callers of `poll()`, who take jobs from `jobs`.
+    Poll {
+        runtime: tokio::runtime::Runtime,
+        jobs: Arc<Mutex<Receiver<Work>>>,
+    },
+}
+
 struct Running {
     /// The listening socket, to stop accepting the moment `stop()` is called.
     listener_fd: std::os::fd::RawFd,
-    /// `None` in inline mode, where the loop thread owns the runtime.
-    runtime: Option<tokio::runtime::Runtime>,
-    engine: Arc<Engine>,
-    shutdown: tokio_util::sync::CancellationToken,
-    handlers: Option<HandlerPool>,
-    /// In poll mode, where `poll()` takes jobs from.
-    jobs: Option<Arc<Mutex<Receiver<Work>>>>,
+    engine: Arc<Engine<PythonApp>>,
+    handlers: Handlers,
     /// With `access_log=True`: the channel and the thread that logs its records.
     access_log: Option<(Sender<AccessEvent>, std::thread::JoinHandle<()>)>,
+}
+
+impl Running {
+    /// The poll-mode job receiver, if the server runs in poll mode.
+    fn jobs(&self) -> Option<&Arc<Mutex<Receiver<Work>>>> {
+        match &self.handlers {
+            Handlers::Poll { jobs, .. } => Some(jobs),
+            _ => None,
+        }
+    }
 }
 
 /// An HTTP/1.1 server.
@@ -49,12 +96,11 @@ struct Running {
 pub struct HttpServer {
     settings: Mutex<Settings>,
     limits: Limits,
-    threaded: bool,
+    mode: HandlerMode,
     io_threads: usize,
     /// Log one line per response on the `godottpd.access` logger.
     access_log: bool,
-    handler_threads: usize,
-    config: Arc<LiveConfig>,
+    config: Arc<LiveConfig<PyRoute>>,
     running: Mutex<Option<Running>>,
     /// With `tls_cert` and `tls_key`: the server speaks only HTTPS.
     tls: Option<Arc<TlsAcceptor>>,
@@ -97,18 +143,14 @@ fn check_identifier(identifier: &str) -> PyResult<()> {
 }
 
 impl HttpServer {
-    fn is_poll_mode(&self) -> bool {
-        !self.threaded
-    }
-
     /// The poll-mode job receiver, if the server runs in poll mode.
     fn jobs(&self) -> Option<Arc<Mutex<Receiver<Work>>>> {
         lock(&self.running)
             .as_ref()
-            .and_then(|running| running.jobs.clone())
+            .and_then(|running| running.jobs().cloned())
     }
 
-    fn add_route(&self, pattern: Pattern, target: Target) {
+    fn add_route(&self, pattern: Pattern, target: Target<PyRoute>) {
         self.config
             .routes
             .rcu(|table| table.with_route(pattern.clone(), target.clone()));
@@ -116,7 +158,12 @@ impl HttpServer {
 
     /// Waits (detached) until every connection has closed or `grace` has passed, running
     /// poll-mode jobs meanwhile so that their requests can finish.
-    fn drain(&self, py: Python<'_>, engine: &Engine, jobs: Option<&Arc<Mutex<Receiver<Work>>>>) {
+    fn drain(
+        &self,
+        py: Python<'_>,
+        engine: &Engine<PythonApp>,
+        jobs: Option<&Arc<Mutex<Receiver<Work>>>>,
+    ) {
         let deadline = Instant::now() + self.limits.shutdown_grace;
         while engine.open_connections() > 0 && Instant::now() < deadline {
             match jobs.and_then(|jobs| jobs.try_lock().ok()) {
@@ -146,6 +193,7 @@ impl HttpServer {
         body_timeout = 30.0,
         keepalive_timeout = 5.0,
         write_timeout = 30.0,
+        min_body_rate = 1024,
         max_connections = 1024,
         shutdown_grace = 5.0,
         io_threads = 1,
@@ -168,6 +216,7 @@ impl HttpServer {
         body_timeout: f64,
         keepalive_timeout: f64,
         write_timeout: f64,
+        min_body_rate: i64,
         max_connections: i64,
         shutdown_grace: f64,
         io_threads: i64,
@@ -200,6 +249,12 @@ impl HttpServer {
             body_timeout: positive_seconds("body_timeout", body_timeout)?,
             keepalive_timeout: positive_seconds("keepalive_timeout", keepalive_timeout)?,
             write_timeout: positive_seconds("write_timeout", write_timeout)?,
+            min_body_rate: u64::try_from(min_body_rate).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "min_body_rate must be >= 0 bytes per second, not {min_body_rate}"
+                ))
+            })?,
+            body_rate_grace: BODY_RATE_GRACE,
             max_connections: positive_count("max_connections", max_connections)?,
             shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
                 Duration::from_secs_f64(shutdown_grace)
@@ -215,15 +270,17 @@ impl HttpServer {
                 bind_address: bind_address.to_owned(),
             }),
             limits,
-            threaded,
+            mode: HandlerMode::new(
+                threaded,
+                usize::try_from(handler_threads)
+                    .map_err(|_| {
+                        PyValueError::new_err(format!(
+                            "handler_threads must be >= 0, not {handler_threads}"
+                        ))
+                    })?
+                    .min(256),
+            ),
             io_threads: positive_count("io_threads", io_threads)?.min(64),
-            handler_threads: usize::try_from(handler_threads)
-                .map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "handler_threads must be >= 0, not {handler_threads}"
-                    ))
-                })?
-                .min(256),
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
@@ -312,7 +369,7 @@ impl HttpServer {
     /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
     #[getter]
     fn threaded(&self) -> bool {
-        self.threaded
+        self.mode != HandlerMode::Poll
     }
 
     /// Adds a route; routes are tried in registration order and the first match wins.
@@ -333,7 +390,7 @@ impl HttpServer {
         }
         let pattern =
             Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
-        self.add_route(pattern, Target::Python(Arc::new(route)));
+        self.add_route(pattern, Target::Handler(Arc::new(route)));
         Ok(())
     }
 
@@ -390,8 +447,7 @@ impl HttpServer {
             .local_addr()
             .map(|address| address.port())
             .unwrap_or(port);
-        let inline = self.threaded && self.handler_threads == 0;
-        let runtime = if inline {
+        let runtime = if self.mode == HandlerMode::Inline {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -411,7 +467,6 @@ impl HttpServer {
             })?
         };
         let (work, jobs) = channel();
-        let shutdown = tokio_util::sync::CancellationToken::new();
         let access_log = if self.access_log {
             let (sender, records) = channel();
             let thread = std::thread::Builder::new()
@@ -425,40 +480,39 @@ impl HttpServer {
             None
         };
         let log_sender = access_log.as_ref().map(|(sender, _)| sender.clone());
-        let mut engine = Engine::new(
+        let job_signal = match self.mode {
+            HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
+            _ => None,
+        };
+        let engine = Arc::new(Engine::new(
             self.limits.clone(),
             self.config.clone(),
-            work,
-            shutdown.clone(),
+            PythonApp::new(work, job_signal.clone()),
+            StopSignal::new(),
             log_sender,
-        );
-        let job_signal = Arc::new(tokio::sync::Notify::new());
-        if inline {
-            engine.job_signal = Some(job_signal.clone());
-        }
-        let engine = Arc::new(engine);
-        runtime.spawn(accept_loop(listener, engine.clone()));
+        ));
+        runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
         let thread_error = |error: std::io::Error| {
             PyOSError::new_err(format!("cannot start the handler threads: {error}"))
         };
-        let (runtime, handlers, jobs) = if inline {
-            let pool =
-                HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?;
-            (None, Some(pool), None)
-        } else if self.threaded {
-            let pool = HandlerPool::start(self.handler_threads, jobs).map_err(thread_error)?;
-            (Some(runtime), Some(pool), None)
-        } else {
-            (Some(runtime), None, Some(Arc::new(Mutex::new(jobs))))
+        let handlers = match (self.mode, job_signal) {
+            (HandlerMode::Inline, Some(job_signal)) => Handlers::Inline {
+                pool: HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?,
+            },
+            (HandlerMode::Threads(count), _) => Handlers::Threads {
+                pool: HandlerPool::start(count, jobs).map_err(thread_error)?,
+                runtime,
+            },
+            _ => Handlers::Poll {
+                runtime,
+                jobs: Arc::new(Mutex::new(jobs)),
+            },
         };
         lock(&self.settings).port = bound_port;
         *running = Some(Running {
-            runtime,
             engine,
-            shutdown,
             listener_fd,
             handlers,
-            jobs,
             access_log,
         });
         Ok(())
@@ -471,27 +525,28 @@ impl HttpServer {
             return;
         };
         let Running {
-            runtime,
             engine,
-            shutdown,
             listener_fd,
             handlers,
-            jobs,
             access_log,
         } = running;
-        engine
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Release);
+        // Refuse new connections first: the accept loop, which owns the socket, ends only
+        // on the stop signal, so the descriptor is still its own here.
         stop_accepting(listener_fd);
-        shutdown.cancel();
+        engine.stop.cancel();
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
+        let (runtime, pool, jobs) = match handlers {
+            Handlers::Threads { runtime, pool } => (Some(runtime), Some(pool), None),
+            Handlers::Inline { pool } => (None, Some(pool), None),
+            Handlers::Poll { runtime, jobs } => (Some(runtime), None, Some(jobs)),
+        };
         self.drain(py, &engine, jobs.as_ref());
         if let Some(runtime) = runtime {
             py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
         }
-        if let Some(pool) = handlers {
+        if let Some(pool) = pool {
             for _ in 0..pool.len() {
-                let _ = engine.submit(Work::Stop);
+                let _ = engine.app.send(Work::Stop);
             }
             // A handler stuck past the grace period is left to finish on its own; a handler
             // that calls stop() cannot wait for itself.
@@ -517,7 +572,7 @@ impl HttpServer {
     /// (`HttpServer(threaded=False)`).
     #[pyo3(signature = (timeout = 0.0))]
     fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
-        if !self.is_poll_mode() {
+        if self.mode != HandlerMode::Poll {
             return Err(PyRuntimeError::new_err(
                 "poll() runs handlers on the calling thread; it needs HttpServer(threaded=False)",
             ));
@@ -535,24 +590,28 @@ impl HttpServer {
             return Ok(0);
         };
         let ran = if timeout > 0.0 {
-            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout)).0
+            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout))
         } else {
-            run_ready(py, &receiver).0
+            run_ready(py, &receiver)
         };
-        Ok(ran)
+        Ok(ran.jobs)
     }
 
     /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
-    /// arrives (both stop gracefully); in poll mode it runs the handlers itself.
+    /// arrives (both stop gracefully: Ctrl-C then raises `KeyboardInterrupt`, SIGTERM
+    /// returns normally); in poll mode it runs the handlers itself.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
         self.start()?;
-        let previous_sigterm = install_sigterm_handler(py)?;
+        // SIGTERM's handling lives in one place, `godottpd._signals`.
+        let signals = py.import("godottpd._signals")?;
+        let previous = signals.call_method0("install")?;
         let outcome = self.serve_until_stopped(py);
-        if let Some(previous) = previous_sigterm {
-            let signal = py.import("signal")?;
-            signal.call_method1("signal", (signal.getattr("SIGTERM")?, previous))?;
+        signals.call_method1("restore", (previous,))?;
+        match outcome {
+            // Asked to stop by SIGTERM: stopped gracefully, so return like `stop()` would.
+            Err(error) if error.is_instance(py, &signals.getattr("Terminated")?) => Ok(()),
+            other => other,
         }
-        outcome
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -585,14 +644,20 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         let running = self.running.get_mut().map(Option::take).unwrap_or(None);
         if let Some(running) = running {
-            running.shutdown.cancel();
-            if let Some(runtime) = running.runtime {
-                runtime.shutdown_background();
-            }
-            if let Some(pool) = &running.handlers {
-                for _ in 0..pool.len() {
-                    let _ = running.engine.submit(Work::Stop);
+            running.engine.stop.cancel();
+            let threads = match running.handlers {
+                Handlers::Threads { runtime, pool } => {
+                    runtime.shutdown_background();
+                    pool.len()
                 }
+                Handlers::Inline { pool } => pool.len(),
+                Handlers::Poll { runtime, .. } => {
+                    runtime.shutdown_background();
+                    0
+                }
+            };
+            for _ in 0..threads {
+                let _ = running.engine.app.send(Work::Stop);
             }
             if let Some((sender, _)) = &running.access_log {
                 let _ = sender.send(AccessEvent::Stop);
@@ -612,30 +677,6 @@ fn stop_accepting(listener_fd: std::os::fd::RawFd) {
     unsafe {
         libc::shutdown(listener_fd, libc::SHUT_RD);
     }
-}
-
-/// While `serve_forever()` runs on the main thread, SIGTERM (whose default would kill the
-/// process mid-response) raises `SystemExit` instead, so the server stops gracefully. A
-/// handler the program installed itself is left alone. Returns the handler to restore.
-fn install_sigterm_handler(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-    let threading = py.import("threading")?;
-    if !threading
-        .call_method0("current_thread")?
-        .is(&threading.call_method0("main_thread")?)
-    {
-        return Ok(None);
-    }
-    let signal = py.import("signal")?;
-    let Ok(sigterm) = signal.getattr("SIGTERM") else {
-        return Ok(None);
-    };
-    let current = signal.call_method1("getsignal", (&sigterm,))?;
-    if !current.is(&signal.getattr("SIG_DFL")?) {
-        return Ok(None);
-    }
-    let terminate = py.import("godottpd._signals")?.getattr("terminate")?;
-    signal.call_method1("signal", (&sigterm, terminate))?;
-    Ok(Some(current.unbind()))
 }
 
 impl HttpServer {

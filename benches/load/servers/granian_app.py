@@ -6,6 +6,7 @@ The static file's directory comes from the BENCH_STATIC_DIR environment variable
 import json
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 STATIC = (Path(os.environ["BENCH_STATIC_DIR"]) / "file.bin").read_bytes()
 TEXT = [("content-type", "text/plain; charset=utf-8")]
@@ -22,6 +23,18 @@ async def app(scope, proto):
     elif path == "/echo" and method == "POST":
         body = await proto()
         proto.response_bytes(200, BINARY, body)
+    elif path == "/headers" and method == "GET":
+        # The RSGI headers mapping and the query string, decoded as a dict (last value wins).
+        headers, query = scope.headers, dict(parse_qsl(scope.query_string))
+        body = "|".join(
+            (
+                headers.get("user-agent", ""),
+                headers.get("accept-language", ""),
+                query.get("id", ""),
+                query.get("q", ""),
+            )
+        )
+        proto.response_str(200, TEXT, body)
     elif path == "/static/file.bin" and method == "GET":
         proto.response_bytes(200, BINARY, STATIC)
     else:

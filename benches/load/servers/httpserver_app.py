@@ -7,6 +7,7 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 STATIC = b""
 
@@ -28,7 +29,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/plaintext":
+        if self.path.startswith("/headers?") or self.path == "/headers":
+            headers = self.headers
+            query = dict(parse_qsl(urlsplit(self.path).query))
+            body = "|".join(
+                (
+                    headers.get("User-Agent", ""),
+                    headers.get("Accept-Language", ""),
+                    query.get("id", ""),
+                    query.get("q", ""),
+                )
+            )
+            self.reply(body.encode(), "text/plain; charset=utf-8")
+        elif self.path == "/plaintext":
             self.reply(b"Hello, World!", "text/plain; charset=utf-8")
         elif self.path == "/json":
             self.reply(json.dumps({"message": "Hello, World!"}).encode(), "application/json")
@@ -50,6 +63,8 @@ def main():
     port, static_dir = int(sys.argv[1]), Path(sys.argv[2])
     STATIC = (static_dir / "file.bin").read_bytes()
     ThreadingHTTPServer.daemon_threads = True
+    # The default listen backlog of 5 drops SYNs when 1,024 connections open at once.
+    ThreadingHTTPServer.request_queue_size = 1024
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 

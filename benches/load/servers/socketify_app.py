@@ -43,6 +43,19 @@ def main():
         res.on_aborted(lambda res: reading.discard(res))
         res.on_data(on_data)
 
+    def headers_query(res, req):
+        # socketify's own lookups (uWS reads the header and the query key in place).
+        body = "|".join(
+            (
+                req.get_header("user-agent") or "",
+                req.get_header("accept-language") or "",
+                req.get_query("id") or "",
+                req.get_query("q") or "",
+            )
+        )
+        res.write_header("Content-Type", "text/plain; charset=utf-8")
+        res.end(body.encode())
+
     def static_file(res, req):
         res.write_header("Content-Type", "application/octet-stream")
         res.end(static)
@@ -50,6 +63,7 @@ def main():
     app.get("/plaintext", plaintext)
     app.get("/json", json_route)
     app.post("/echo", echo)
+    app.get("/headers", headers_query)
     app.get("/static/file.bin", static_file)
     app.listen(
         AppListenOptions(port=port, host="127.0.0.1"), lambda config: print("listening", flush=True)

@@ -6,6 +6,7 @@ The static file's directory comes from the BENCH_STATIC_DIR environment variable
 import json
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 STATIC = (Path(os.environ["BENCH_STATIC_DIR"]) / "file.bin").read_bytes()
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -37,6 +38,20 @@ async def app(scope, receive, send):
         await respond(send, 200, JSON, json.dumps({"message": "Hello, World!"}).encode())
     elif path == "/echo" and method == "POST":
         await respond(send, 200, BINARY, await read_body(receive))
+    elif path == "/headers" and method == "GET":
+        # ASGI gives the headers as a list of byte pairs: a dict of them, as a framework's
+        # Headers object would build, and the query string decoded (last value wins).
+        headers = dict(scope["headers"])
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        body = "|".join(
+            (
+                headers.get(b"user-agent", b"").decode("latin-1"),
+                headers.get(b"accept-language", b"").decode("latin-1"),
+                query.get("id", ""),
+                query.get("q", ""),
+            )
+        )
+        await respond(send, 200, TEXT, body.encode())
     elif path == "/static/file.bin" and method == "GET":
         await respond(send, 200, BINARY, STATIC)
     else:

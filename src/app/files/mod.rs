@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::app::exchange::{FileBody, Outgoing};
-use crate::http::encode::{encode_simple, HeadEncoder, Persistence, ServerHeaders};
+use bytes::Bytes;
+
+use crate::app::answer::ServerAnswer;
+use crate::http::encode::{HeadEncoder, Persistence};
 use crate::http::parse::RequestHead;
 use conditional::{
     accepts, if_range_holds, not_modified, parse_range, Coding, RangeRequest, Validators,
@@ -153,38 +156,19 @@ impl<'a> Reply<'a> {
         }
     }
 
-    fn defaults(&self) -> ServerHeaders<'_> {
-        ServerHeaders {
-            server: self.request.server_identifier.as_bytes(),
-            extra_lines: &self.extra_lines,
+    /// The server's side of every answer to this request.
+    fn server(&self) -> ServerAnswer<'_> {
+        ServerAnswer {
+            server_identifier: &self.request.server_identifier,
             persistence: self.request.persistence,
-        }
-    }
-
-    fn outgoing(&self, bytes: Vec<u8>, file: Option<FileBody>) -> Outgoing {
-        Outgoing {
-            bytes,
-            body: bytes::Bytes::new(),
-            close: self.request.persistence == Persistence::Close,
-            file,
+            extra_lines: &self.extra_lines,
+            head_only: self.request.head_only,
         }
     }
 
     /// A short plain-text answer the server writes itself.
     fn simple(&self, status: u16, headers: &[(&[u8], &[u8])], body: &str) -> Outgoing {
-        let mut bytes = Vec::with_capacity(256);
-        let defaults = self.defaults();
-        let content_type = b"text/plain; charset=utf-8";
-        encode_simple(
-            &mut bytes,
-            status,
-            &defaults,
-            headers,
-            content_type,
-            body.as_bytes(),
-            self.request.head_only,
-        );
-        self.outgoing(bytes, None)
+        self.server().text(status, headers, body.as_bytes())
     }
 
     fn not_found(&self) -> Outgoing {
@@ -410,9 +394,15 @@ fn encode(
     for (name, value) in headers {
         head.header(name, value);
     }
-    head.finish(&reply.defaults(), content_type, len);
-    let body = body.filter(|body| !reply.request.head_only && body.len > 0);
-    reply.outgoing(bytes, body)
+    let server = reply.server();
+    head.finish(
+        &server.server_headers(server.extra_lines),
+        content_type,
+        len,
+    );
+    let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), server.persistence);
+    outgoing.file = body.filter(|body| !reply.request.head_only && body.len > 0);
+    outgoing
 }
 
 /// Why a file router's settings were refused; the message is for the caller.

@@ -43,10 +43,6 @@ impl TlsAcceptor {
         Ok(())
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// The configuration new handshakes use.
     pub fn current(&self) -> Arc<ServerConfig> {
         self.config.load_full()

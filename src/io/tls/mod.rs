@@ -8,3 +8,40 @@ pub(crate) mod acceptor;
 pub(crate) mod config;
 pub(crate) mod refuse;
 pub(crate) mod self_signed;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::app::exchange::Scheme;
+use crate::io::connection;
+use crate::io::engine::{Application, Engine};
+use crate::io::transport::Transport;
+use acceptor::{accept, Accepted, TlsAcceptor};
+
+/// A TLS stream has no descriptor `sendfile(2)` could write plaintext to: file bodies are
+/// encrypted from the transport's bounded copy buffer (the trait's default).
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+
+/// Serves one connection on an HTTPS port: the handshake, within `header_timeout` of the
+/// accept, then the same connection code as plain TCP, whose wait for the first request
+/// also counts from the accept. Plain HTTP gets its cleartext 400; a failed handshake
+/// closes this connection and nothing else.
+pub async fn serve_tls<A: Application>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<TlsAcceptor>,
+    engine: Arc<Engine<A>>,
+) {
+    let accepted_at = Instant::now();
+    let deadline = accepted_at + engine.limits.header_timeout;
+    match accept(tcp, &tls, deadline).await {
+        Accepted::Tls(stream) => {
+            connection::serve_accepted(*stream, peer, Scheme::Https, engine, accepted_at).await
+        }
+        Accepted::PlainHttp(tcp) => refuse::refuse_plain_http(tcp, engine).await,
+        Accepted::Failed => {}
+    }
+}

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::http::encode::{encode_simple, Persistence, ServerHeaders};
-use crate::io::engine::Engine;
+use crate::io::engine::{Application, Engine};
 use crate::io::tls::acceptor::{accept, Accepted, TlsAcceptor};
 
 /// How long, and how much, a refused client may still send before the socket is dropped
@@ -20,7 +20,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// A refused client gets this long to take the answer (and, when busy, to do a handshake).
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
-fn encode(engine: &Engine, status: u16, extra: &[u8], body: &[u8]) -> Vec<u8> {
+fn encode<A: Application>(engine: &Engine<A>, status: u16, extra: &[u8], body: &[u8]) -> Vec<u8> {
     let identifier = engine.config.server_identifier.load();
     let defaults = ServerHeaders {
         server: identifier.as_bytes(),
@@ -72,7 +72,7 @@ fn https_url(local: Option<SocketAddr>) -> String {
 /// Plain HTTP on the HTTPS port: a cleartext `400` that says so, then close. There is no
 /// redirect: the request has not been read, and a client that sends cleartext to this port
 /// is best told plainly.
-pub async fn refuse_plain_http(mut tcp: TcpStream, engine: Arc<Engine>) {
+pub async fn refuse_plain_http<A: Application>(mut tcp: TcpStream, engine: Arc<Engine<A>>) {
     let body = format!(
         "Bad Request: this port speaks HTTPS, not plain HTTP; use {}\n",
         https_url(tcp.local_addr().ok())
@@ -84,7 +84,11 @@ pub async fn refuse_plain_http(mut tcp: TcpStream, engine: Arc<Engine>) {
 /// No room for this connection on an HTTPS port: a short handshake, then `503` through it
 /// (a cleartext 503 would reach a TLS client as a protocol error). Plain HTTP gets its 400;
 /// a client that does not finish the handshake within a second is dropped.
-pub async fn refuse_busy(tcp: TcpStream, acceptor: Arc<TlsAcceptor>, engine: Arc<Engine>) {
+pub async fn refuse_busy<A: Application>(
+    tcp: TcpStream,
+    acceptor: Arc<TlsAcceptor>,
+    engine: Arc<Engine<A>>,
+) {
     let deadline = Instant::now() + REFUSAL_TIME;
     match accept(tcp, &acceptor, deadline).await {
         Accepted::Tls(mut stream) => {
