@@ -169,8 +169,15 @@ impl<T: Transport, A: Application> Connection<T, A> {
             let head = match parse_head(&mut self.input, &self.engine.limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
+                    let buffered = self.input.len();
                     if self.flush().await == Flushed::Closed {
                         return Stop::Quietly;
+                    }
+                    if self.input.len() > buffered {
+                        // Pipelined bytes arrived while a handler worked (`await_reply` keeps
+                        // them): parse them before waiting on the socket, which may stay
+                        // silent now that the client has sent everything.
+                        continue;
                     }
                     if let Err(stop) = self.read_head().await {
                         return stop;
