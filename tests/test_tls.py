@@ -98,9 +98,7 @@ def test_python_ssl_client_verifies_the_chain(https: Any, tls_certs: Any, kind: 
         assert response.read() == b"https GET /who"
         sock = connection.sock
         assert isinstance(sock, ssl.SSLSocket)
-        assert sock.getpeercert(binary_form=True) == first_der(
-            getattr(tls_certs, f"{kind}_chain")
-        )
+        assert sock.getpeercert(binary_form=True) == first_der(getattr(tls_certs, f"{kind}_chain"))
     finally:
         connection.close()
 
@@ -283,7 +281,7 @@ def test_plain_http_gets_a_cleartext_400(https: Any, tls_certs: Any) -> None:
     response = client.request(build_request("GET", "/who"))
     assert response.status == 400
     assert "HTTPS" in response.text
-    assert f"https://" in response.text
+    assert "https://" in response.text
     assert (response.get("connection") or "").lower() == "close"
     assert client.is_closed()
     assert answers(server, tls_certs)
@@ -466,7 +464,9 @@ def old_context(tls_certs: Any, version: ssl.TLSVersion) -> ssl.SSLContext:
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
-def test_unsupported_version_is_refused(https: Any, tls_certs: Any, version: ssl.TLSVersion) -> None:
+def test_unsupported_version_is_refused(
+    https: Any, tls_certs: Any, version: ssl.TLSVersion
+) -> None:
     server = https()
     try:
         with warnings.catch_warnings():

@@ -195,6 +195,7 @@ class HttpServer:
         body_timeout: float = 30.0,
         keepalive_timeout: float = 5.0,
         write_timeout: float = 30.0,
+        min_body_rate: int = 1024,
         max_connections: int = 1024,
         shutdown_grace: float = 5.0,
         io_threads: int = 1,

@@ -201,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = _signals.install()
         scheme = server.scheme
         lines = [
-            f"Serving {directory} at {_url(args.bind, server.port, scheme)} "
-            "(press Ctrl-C to stop)"
+            f"Serving {directory} at {_url(args.bind, server.port, scheme)} (press Ctrl-C to stop)"
         ]
         if cert is not None:
             lines += [f"  also at {url}" for url in _other_urls(args.bind, server.port, scheme)]

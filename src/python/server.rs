@@ -16,11 +16,11 @@ use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::http::token::is_field_value;
 use crate::io::engine::Engine;
 use crate::io::listener::{accept_loop, bind};
+use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::access_log::log_thread;
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
-use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
 

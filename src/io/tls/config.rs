@@ -60,7 +60,10 @@ pub enum TlsFileError {
     NoCertificate(PathBuf),
     NoKey(PathBuf),
     UnsupportedKey(PathBuf, String),
-    Mismatch { cert: PathBuf, key: PathBuf },
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     Rejected(PathBuf, String),
     /// The crypto provider failed (no system randomness): not about either file.
     Crypto(String),

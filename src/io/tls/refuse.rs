@@ -43,7 +43,10 @@ fn encode<A: Application>(engine: &Engine<A>, status: u16, extra: &[u8], body: &
 /// Writes `answer`, closes our side, and reads (and drops) what the client still sends for
 /// a moment, so that our answer is not lost to an RST.
 async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &[u8]) {
-    if timeout(REFUSAL_TIME, stream.write_all(answer)).await.is_err() {
+    if timeout(REFUSAL_TIME, stream.write_all(answer))
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = timeout(REFUSAL_TIME, stream.shutdown()).await;
