@@ -1,4 +1,4 @@
-"""``python -m godottpd``: serve a folder over HTTP, like ``python -m http.server``.
+"""``python -m godottpd``: serve a folder over HTTP or HTTPS, like ``python -m http.server``.
 
 Everything is answered by the Rust core (no Python runs per request); one access-log line
 per request goes to the ``godottpd.access`` logger, printed on stderr unless ``--quiet``.
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m godottpd",
         description=(
-            "Serve a folder over HTTP/1.1: streamed files, ETag/Last-Modified and 304, "
+            "Serve a folder over HTTP/1.1 (or HTTPS): streamed files, ETag/Last-Modified and 304, "
             "byte ranges, precompressed .br/.gz siblings, a full MIME table (wasm included). "
             "No request can reach anything outside the folder. Stop with Ctrl-C."
         ),
