@@ -5,6 +5,10 @@ The tests are imported from ``test_strict`` and ``test_limits`` unchanged; this 
 here runs through the TLS handshake and records instead of bare TCP. What they check (the
 status, ``Connection: close``, nothing after the error, the close, the next client served)
 must hold the same.
+
+Left out: ``test_error_response_is_delivered_while_client_keeps_sending``, which reads and
+writes one socket from two threads (an ``ssl.SSLSocket`` cannot be used so); its TLS
+counterpart, from one thread, is below.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from test_strict import (  # noqa: F401
     test_bad_host_is_400_and_closed,
     test_bad_syntax_is_400_and_closed,
     test_error_in_pipeline_stops_the_pipeline,
-    test_error_response_is_delivered_while_client_keeps_sending,
     test_http20_is_505_and_closed,
     test_rejection_does_not_depend_on_packet_boundaries,
     test_smuggling_attempt_is_400_and_rest_is_not_processed,
@@ -76,3 +79,27 @@ def raw(tls_certs: Any) -> Iterable[Callable[..., RawClient]]:
     yield _raw
     for client in clients:
         client.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-A : v\r\n\r\n",
+    ],
+    ids=["cl-te", "sp-before-colon"],
+)
+def test_error_response_is_delivered_after_unread_bytes(
+    app: Any,  # noqa: F811
+    raw: Any,
+    build: Any,
+    head: bytes,
+) -> None:
+    """The lingering close over TLS: the bad head and 512 KiB more in one write; the 400
+    still arrives whole before the close."""
+    client = raw(app.srv, timeout=10)
+    client.send(head + b"x" * (512 * 1024))
+    response = client.read_response(timeout=10)
+    assert response.status == 400
+    assert client.is_closed(timeout=5)
+    assert app.calls == []
