@@ -664,3 +664,7 @@ impl BodyRate {
         self.started.checked_add(grace.max(earned))
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

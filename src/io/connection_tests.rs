@@ -1,0 +1,475 @@
+//! The connection's protocol loop, tested without a socket: the client is a script on the
+//! other end of an in-memory pipe (`tokio::io::duplex`), handlers are plain Rust (a
+//! [`ScriptedApp`] that holds each job until the test answers it), and time is paused, so
+//! every timeout is exact and no test waits for real.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::*;
+use crate::app::config::{HandlerRoute, LiveConfig, Target};
+use crate::app::exchange::StopSignal;
+use crate::app::files::FileRoute;
+use crate::app::routes::Pattern;
+use crate::http::limits::Limits;
+use crate::http::method::KnownMethod;
+
+impl Transport for DuplexStream {}
+
+/// A route that handles GET and POST.
+struct EchoRoute {
+    allow: Arc<str>,
+}
+
+impl HandlerRoute for EchoRoute {
+    fn handles(&self, method: KnownMethod) -> bool {
+        matches!(method, KnownMethod::Get | KnownMethod::Post)
+    }
+
+    fn allow(&self) -> &Arc<str> {
+        &self.allow
+    }
+}
+
+/// Hands every job to the test through a channel; the test answers when it likes.
+struct ScriptedApp {
+    jobs: mpsc::UnboundedSender<Job<EchoRoute>>,
+}
+
+impl Application for ScriptedApp {
+    type Route = EchoRoute;
+
+    fn submit(&self, job: Job<EchoRoute>) -> bool {
+        self.jobs.send(job).is_ok()
+    }
+}
+
+/// Answers `job` with `200` and `body` (the request's own body when `None`).
+fn answer(job: Job<EchoRoute>, body: Option<&[u8]>) {
+    let context = &job.context;
+    let body = body.map_or_else(|| context.request.body.to_vec(), <[u8]>::to_vec);
+    let server = ServerAnswer {
+        server_identifier: "T",
+        persistence: context.persistence,
+        extra_lines: b"",
+        head_only: context.head_only,
+    };
+    let _ = job.reply.send(server.text(200, &[], &body));
+}
+
+struct Harness {
+    client: DuplexStream,
+    jobs: mpsc::UnboundedReceiver<Job<EchoRoute>>,
+    stop: StopSignal,
+    served: tokio::task::JoinHandle<()>,
+    /// Bytes read from the connection and not yet taken as a response.
+    received: Vec<u8>,
+}
+
+fn limits() -> Limits {
+    Limits {
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    }
+}
+
+/// A connection served over a pipe of `pipe` bytes, with `/echo` (handlers) and, when
+/// given, `/files/` (a file router on `folder`).
+fn start(limits: Limits, pipe: usize, folder: Option<&std::path::Path>) -> Harness {
+    let (client, server) = tokio::io::duplex(pipe);
+    let (jobs_in, jobs) = mpsc::unbounded_channel();
+    let config = LiveConfig::new("T");
+    let route = Arc::new(EchoRoute {
+        allow: "GET, HEAD, POST".into(),
+    });
+    let echo = Pattern::compile("/echo", false).expect("a valid pattern");
+    config
+        .routes
+        .rcu(|table| table.with_route(echo.clone(), Target::Handler(route.clone())));
+    if let Some(folder) = folder {
+        let root = std::fs::canonicalize(folder).expect("the folder exists");
+        let files = Arc::new(
+            FileRoute::new(root, "index.html", "", &[], &[], false).expect("valid settings"),
+        );
+        let prefix = Pattern::compile("/files", true).expect("a valid pattern");
+        config
+            .routes
+            .rcu(|table| table.with_route(prefix.clone(), Target::Files(files.clone())));
+    }
+    let stop = StopSignal::new();
+    let engine = Arc::new(Engine::new(
+        limits,
+        Arc::new(config),
+        ScriptedApp { jobs: jobs_in },
+        stop.clone(),
+        None,
+    ));
+    let peer = "127.0.0.1:1234".parse().expect("an address");
+    let served = tokio::spawn(serve(server, peer, Scheme::Http, engine));
+    Harness {
+        client,
+        jobs,
+        stop,
+        served,
+        received: Vec::new(),
+    }
+}
+
+/// One parsed response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Harness {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.client
+            .write_all(bytes)
+            .await
+            .expect("the server reads");
+    }
+
+    async fn job(&mut self) -> Job<EchoRoute> {
+        self.jobs.recv().await.expect("a job")
+    }
+
+    /// Reads until `wanted` more bytes than already received are here, or EOF.
+    async fn read_more(&mut self) -> usize {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.client.read(&mut chunk).await.unwrap_or(0);
+        self.received.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// The next whole response (`Content-Length` framed).
+    async fn response(&mut self) -> Response {
+        loop {
+            if let Some(end) = find(&self.received, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.received[..end]).into_owned();
+                let length = content_length(&head);
+                if self.received.len() >= end + 4 + length {
+                    let body = self.received[end + 4..end + 4 + length].to_vec();
+                    self.received.drain(..end + 4 + length);
+                    let status = head[9..12].parse().expect("a status code");
+                    return Response { status, head, body };
+                }
+            }
+            assert!(
+                self.read_more().await > 0,
+                "EOF before a whole response: {:?}",
+                self.received
+            );
+        }
+    }
+
+    /// Whether the server has closed its side (EOF, nothing else pending).
+    async fn closed(&mut self) -> bool {
+        self.read_more().await == 0 && self.received.is_empty()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_answers_go_out_in_request_order() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /missing HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthird",
+    )
+    .await;
+    let first = h.job().await;
+    let third = h.job().await;
+    // The last handler finishes first; its answer still waits for the first one's.
+    answer(third, None);
+    answer(first, Some(b"first"));
+    let responses = [h.response().await, h.response().await, h.response().await];
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 404, 200]);
+    assert_eq!(responses[0].body, b"first");
+    assert_eq!(responses[1].body, b"Not found");
+    assert_eq!(responses[2].body, b"third");
+}
+
+#[tokio::test(start_paused = true)]
+async fn expect_continue_is_answered_before_the_body_is_read() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .await;
+    while find(&h.received, b"\r\n\r\n").is_none() {
+        assert!(h.read_more().await > 0);
+    }
+    assert_eq!(h.received, b"HTTP/1.1 100 Continue\r\n\r\n");
+    h.received.clear();
+    h.send(b"body").await;
+    let job = h.job().await;
+    answer(job, None);
+    let response = h.response().await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"body"[..])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_buffered_body_gets_no_100_continue() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let job = h.job().await;
+    answer(job, None);
+    let response = h.response().await;
+    assert_eq!(response.status, 200, "{}", response.head);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_that_does_not_arrive_in_time_gets_408_at_header_timeout() {
+    let mut h = start(limits(), 64 * 1024, None);
+    let started = Instant::now();
+    h.send(b"GET /echo HTTP/1.1\r\nHo").await;
+    let response = h.response().await;
+    assert_eq!(response.status, 408);
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert!(response.head.contains("Connection: close"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_closes_at_keepalive_timeout() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let job = h.job().await;
+    answer(job, Some(b"x"));
+    assert_eq!(h.response().await.status, 200);
+    let idle_from = Instant::now();
+    assert!(h.closed().await);
+    assert_eq!(idle_from.elapsed(), Duration::from_secs(5));
+    h.served.await.expect("the connection task ends");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_connection_that_sends_nothing_closes_at_header_timeout() {
+    let mut h = start(limits(), 64 * 1024, None);
+    let started = Instant::now();
+    assert!(h.closed().await, "closed without an answer");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_gets_408_at_body_timeout() {
+    // Without a minimum rate, only the stall counts.
+    let no_min_rate = Limits {
+        min_body_rate: 0,
+        ..limits()
+    };
+    let mut h = start(no_min_rate, 64 * 1024, None);
+    h.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .await;
+    let started = Instant::now();
+    let response = h.response().await;
+    assert_eq!(response.status, 408);
+    assert!(String::from_utf8_lossy(&response.body).contains("stalled"));
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_is_cut_first_by_the_minimum_rate() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .await;
+    let started = Instant::now();
+    let response = h.response().await;
+    assert_eq!(response.status, 408);
+    assert!(String::from_utf8_lossy(&response.body).contains("too slowly"));
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dribbled_body_is_cut_by_min_body_rate() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await;
+    let started = Instant::now();
+    let mut sent = 0;
+    // One byte a second never stalls for body_timeout, but falls far below 1 KiB/s.
+    let cut = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if h.client.write_all(b"x").await.is_err() {
+            break started.elapsed();
+        }
+        sent += 1;
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), h.client.read(&mut probe)).await
+        {
+            h.received.extend_from_slice(&probe[..n]);
+            break started.elapsed();
+        }
+        assert!(sent < 60, "a 1 B/s body was never cut");
+    };
+    let response = h.response().await;
+    assert_eq!(response.status, 408);
+    assert!(String::from_utf8_lossy(&response.body).contains("too slowly"));
+    // The grace period is 5 s; the cut comes at its end, well within 10 s.
+    assert!(
+        cut >= Duration::from_secs(5) && cut <= Duration::from_secs(7),
+        "{cut:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_large_body_is_not_cut() {
+    let mut h = start(limits(), 64 * 1024, None);
+    let body = vec![b'y'; 200 * 1024];
+    let mut request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 204800\r\n\r\n".to_vec();
+    request.extend_from_slice(&body);
+    let (reader, mut writer) = tokio::io::split(h.client);
+    let sender = tokio::spawn(async move {
+        // 200 KiB at 16 KiB a second: slow, yet far above 1 KiB/s.
+        for chunk in request.chunks(16 * 1024) {
+            writer.write_all(chunk).await.expect("the server reads");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        writer
+    });
+    let job = h.jobs.recv().await.expect("a job");
+    assert_eq!(job.context.request.body.len(), body.len());
+    answer(job, Some(b"ok"));
+    let writer = sender.await.expect("the sender ends");
+    h.client = reader.unsplit(writer);
+    assert_eq!(h.response().await.status, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_lingers_reading_before_it_closes() {
+    let mut h = start(limits(), 64 * 1024, None);
+    // A body too large is refused before it is read; the client goes on sending it.
+    h.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n")
+        .await;
+    let response = h.response().await;
+    assert_eq!(response.status, 413);
+    let after_answer = Instant::now();
+    // The server still drains what the client sends, so the client sees no reset ...
+    for _ in 0..10 {
+        h.send(&[b'z'; 1000]).await;
+    }
+    assert!(after_answer.elapsed() < Duration::from_secs(2));
+    // ... until the linger time is over; then it drops the stream.
+    h.served.await.expect("the connection task ends");
+    assert_eq!(after_answer.elapsed(), Duration::from_secs(2));
+    assert!(h.client.write_all(b"more").await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_dropped_at_write_timeout() {
+    // A pipe of 1 KiB: the answer cannot all be written while nobody reads.
+    let mut h = start(limits(), 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let job = h.job().await;
+    let started = Instant::now();
+    answer(job, Some(&vec![b'b'; 512 * 1024]));
+    h.served.await.expect("the connection task ends");
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_lets_a_busy_request_finish_and_closes_after_it() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let job = h.job().await;
+    h.stop.cancel();
+    // The handler was already working: its answer still goes out, then the connection ends.
+    let connection = job.context.connection.clone();
+    assert!(connection.server_stopping());
+    answer(job, Some(b"late"));
+    let response = h.response().await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"late"[..])
+    );
+    assert!(h.closed().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_closes_an_idle_connection_at_once() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    answer(h.job().await, Some(b"x"));
+    assert_eq!(h.response().await.status, 200);
+    let started = Instant::now();
+    h.stop.cancel();
+    assert!(h.closed().await);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_while_its_handler_works_frees_the_connection() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let job = h.job().await;
+    let connection = job.context.connection.clone();
+    drop(h.client);
+    // The task ends without waiting for the handler, which may never answer.
+    h.served.await.expect("the connection task ends");
+    assert!(!connection.is_open());
+    answer(job, Some(b"nobody reads this"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_goes_through_a_stream_without_sendfile_whole_and_in_order() {
+    let folder = std::env::temp_dir().join(format!("godottpd-conn-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).expect("a temporary folder");
+    let content: Vec<u8> = (0..(3 * 64 * 1024 + 7)).map(|i| (i % 251) as u8).collect();
+    std::fs::File::create(folder.join("big.bin"))
+        .and_then(|mut file| file.write_all(&content))
+        .expect("the file is written");
+    let mut h = start(limits(), 8 * 1024, Some(&folder));
+    h.send(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n")
+        .await;
+    let whole = h.response().await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, content);
+    let part = h.response().await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &content[10..20]);
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_request_after_good_ones_is_answered_after_them() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        .await;
+    answer(h.job().await, Some(b"ok"));
+    assert_eq!(h.response().await.status, 200);
+    let refused = h.response().await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.head.contains("Connection: close"));
+    assert!(h.closed().await);
+}
