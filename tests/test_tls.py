@@ -670,3 +670,15 @@ def test_reload_tls_from_another_thread_while_serving(https: Any, tls_certs: Any
         stop.set()
         thread.join()
     assert errors == []
+
+
+def test_stop_does_not_wait_for_a_stalled_handshake(https: Any, tls_certs: Any) -> None:
+    server = https(header_timeout=30.0, shutdown_grace=5.0)
+    hello = client_hello(tls_certs)
+    stalled = plain_client(server.port)
+    stalled.send(hello[:20])
+    assert answers(server, tls_certs)  # the stalled one has certainly been accepted
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2.0
+    assert stalled.is_closed(timeout=3)

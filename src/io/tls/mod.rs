@@ -37,7 +37,13 @@ pub async fn serve_tls<A: Application>(
 ) {
     let accepted_at = Instant::now();
     let deadline = accepted_at + engine.limits.header_timeout;
-    match accept(tcp, &tls, deadline).await {
+    // A handshake still under way when the server stops is dropped at once, as an idle
+    // connection is: it has no request in flight to finish.
+    let accepted = tokio::select! {
+        accepted = accept(tcp, &tls, deadline) => accepted,
+        () = engine.stop.cancelled() => return,
+    };
+    match accepted {
         Accepted::Tls(stream) => {
             connection::serve_accepted(*stream, peer, Scheme::Https, engine, accepted_at).await
         }
