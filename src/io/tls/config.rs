@@ -278,3 +278,78 @@ impl rustls::server::ResolvesServerCert for OneCertificate {
         Some(self.0.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder with an rcgen certificate and key, plus a second, unrelated key.
+    fn scratch(name: &str) -> (PathBuf, TlsFiles, PathBuf) {
+        let folder =
+            std::env::temp_dir().join(format!("godottpd-tls-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).expect("a scratch folder");
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("a certificate");
+        let other = rcgen::KeyPair::generate().expect("a key");
+        let files = TlsFiles {
+            cert: folder.join("cert.pem"),
+            key: folder.join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("written");
+        std::fs::write(&files.key, key.serialize_pem()).expect("written");
+        let other_path = folder.join("other.pem");
+        std::fs::write(&other_path, other.serialize_pem()).expect("written");
+        (folder, files, other_path)
+    }
+
+    #[test]
+    fn a_matching_pair_makes_a_configuration_with_alpn() {
+        let (folder, files, _) = scratch("ok");
+        let resumption = Resumption::new().expect("randomness");
+        let config = server_config(&files, &resumption).expect("a configuration");
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
+    #[test]
+    fn each_problem_names_its_file() {
+        let (folder, files, other) = scratch("errors");
+        let check = |files: &TlsFiles, expected: &str| {
+            let error = load_certified_key(files, &provider()).expect_err("refused");
+            let message = error.to_string();
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        };
+        let mismatched = TlsFiles {
+            key: other.clone(),
+            ..files.clone()
+        };
+        check(&mismatched, "other.pem does not match the certificate in");
+        let missing = TlsFiles {
+            cert: folder.join("missing.pem"),
+            ..files.clone()
+        };
+        check(&missing, "missing.pem does not exist");
+        let folder_as_file = TlsFiles {
+            key: folder.clone(),
+            ..files.clone()
+        };
+        check(&folder_as_file, "cannot be read");
+        let garbage = folder.join("garbage.pem");
+        std::fs::write(&garbage, b"\x00\x01 not pem").expect("written");
+        let not_pem = TlsFiles {
+            cert: garbage,
+            ..files.clone()
+        };
+        check(&not_pem, "garbage.pem is not PEM");
+        let swapped = TlsFiles {
+            cert: files.key.clone(),
+            key: files.cert.clone(),
+        };
+        check(&swapped, "holds no PEM CERTIFICATE block");
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}

@@ -272,8 +272,11 @@ fn generate(names: &[String]) -> Result<(String, String), SelfSignedError> {
         time::OffsetDateTime::from_unix_timestamp(seconds)
             .map_err(|error| SelfSignedError::Generate(error.to_string()))
     };
-    params.not_before = unix(now - BACKDATE)?;
-    params.not_after = unix(now + VALIDITY)?;
+    params.not_before = unix(now.checked_sub(BACKDATE).unwrap_or(UNIX_EPOCH))?;
+    let not_after = now
+        .checked_add(VALIDITY)
+        .ok_or_else(|| SelfSignedError::Generate("the clock is out of range".into()))?;
+    params.not_after = unix(not_after)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(|error| SelfSignedError::Generate(error.to_string()))?;
