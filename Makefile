@@ -1,7 +1,7 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python soak fuzz lint format bench bench-load
+.PHONY: install test test-rust test-python soak fuzz lint lint-workflows format bench bench-load wheels
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -29,14 +29,14 @@ fuzz:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets --release -- -D warnings
-	$(PYTHON) -m ruff check python tests examples benches
-	$(PYTHON) -m ruff format --check python tests examples benches
-	$(PYTHON) -m mypy --strict python/godottpd examples
+	$(PYTHON) -m ruff check python tests examples benches packaging
+	$(PYTHON) -m ruff format --check python tests examples benches packaging
+	$(PYTHON) -m mypy --strict python/godottpd examples packaging
 	$(PYTHON) -m mypy.stubtest godottpd._godottpd --allowlist .mypy-stubtest-allowlist
 
 format:
 	cargo fmt
-	$(PYTHON) -m ruff format python tests examples benches
+	$(PYTHON) -m ruff format python tests examples benches packaging
 
 bench:
 	cargo bench --bench core
@@ -46,3 +46,16 @@ bench-load:
 	cargo build --release
 	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
 	$(PYTHON) benches/load/run.py
+
+# The manylinux2014 x86_64 abi3 wheel (zig) and the sdist in dist/, checked (auditwheel,
+# abi3audit, twine, actionlint) and smoke-tested in fresh venvs of CPython 3.9 and 3.13;
+# see packaging/wheels.sh. Installs its own pinned tools (the `release` extra) in a venv.
+wheels:
+	PYTHON=$(PYTHON) bash packaging/wheels.sh
+
+# actionlint (with shellcheck) on the GitHub workflows, from the `release` extra's pins.
+lint-workflows:
+	$(PYTHON) -m venv target/wheels/lint
+	$(PYTHON) packaging/requirements.py release | grep -E '^(actionlint|shellcheck)' > target/wheels/lint/requirements.txt
+	target/wheels/lint/bin/python -m pip install -q -r target/wheels/lint/requirements.txt
+	target/wheels/lint/bin/actionlint -shellcheck target/wheels/lint/bin/shellcheck .github/workflows/*.yml

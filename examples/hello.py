@@ -1,7 +1,8 @@
-"""The README's first program: a greeting route and a JSON echo, on port 8080."""
+"""The README's first program: a greeting route and a JSON echo (``--port``, 8080 by default)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from godottpd import HttpRequest, HttpResponse, HttpRouter, HttpServer
@@ -16,11 +17,20 @@ class Hello(HttpRouter):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    server = HttpServer(port=8080)
+    server = HttpServer(port=args.port)
     server.register_router("/hello/:name", Hello())
-    print(f"Serving on http://localhost:{server.port}/hello/world (Ctrl-C stops)")
-    server.serve_forever()
+    try:
+        server.start()  # binds now, so server.port is the real port even for --port 0
+        print(f"Serving on http://localhost:{server.port}/hello/world (Ctrl-C stops)", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve_forever() has stopped the server gracefully
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

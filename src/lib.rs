@@ -18,12 +18,14 @@ mod io;
 mod python;
 
 pub use app::{cookie, cors, routes};
-pub use http::{chunked, encode, limits, parse, status, token};
+pub use http::{chunked, encode, limits, parse, proxy_protocol, status, token};
 
 #[pyo3::pymodule]
 mod _godottpd {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::python::errors::BadRequest;
     #[pymodule_export]
     use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]

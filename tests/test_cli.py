@@ -261,3 +261,57 @@ def test_unreadable_file_is_403_not_200(cli: list[Cli]) -> None:
         for child in base.iterdir():
             child.unlink()
         base.rmdir()
+
+
+def test_cache_control_defaults_to_no_cache(cli: list[Cli], public: Path) -> None:
+    process = start(cli, str(public), "--bind", HOST, "-q")
+    assert process.get("/game.wasm").getheader("cache-control") == "no-cache"
+    assert process.stop() == 0
+    custom = start(cli, str(public), "--bind", HOST, "-q", "--cache-control", "max-age=60")
+    assert custom.get("/").getheader("cache-control") == "max-age=60"
+    assert custom.stop() == 0
+    none = start(cli, str(public), "--bind", HOST, "-q", "--cache-control", "")
+    assert none.get("/").getheader("cache-control") is None
+    assert none.stop() == 0
+
+
+def test_ctrl_c_while_the_url_line_is_blocked_exits_cleanly(public: Path) -> None:
+    """SIGINT while the CLI is blocked writing its URL line (stdout pipe full) exits 0.
+
+    The pipe is filled before the CLI starts and only drained after SIGINT, so the signal
+    always arrives while the server runs and the CLI has not reached serve_forever().
+    """
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+    os.write(write_end, b"x" * size)  # exactly full: the CLI's first write blocks
+    port = free_port()
+    stderr = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "godottpd", str(public), "--bind", HOST, "--port", str(port)],
+        stdout=write_end,
+        stderr=stderr,
+    )
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the server is up once it accepts a connection
+            assert process.poll() is None and time.monotonic() < deadline
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        with os.fdopen(read_end, "rb") as pipe:
+            drained = pipe.read()  # unblocks the write; EOF once the CLI has exited
+        assert process.wait(timeout=20) == 0
+        assert drained.startswith(b"x" * size)
+        stderr.seek(0)
+        assert b"Traceback" not in stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stderr.close()

@@ -36,6 +36,8 @@ class App:
                     "query": dict(req.query),
                     "headers": dict(req.headers.items()),
                     "body": req.body,
+                    "http_version": req.http_version,
+                    "host": req.host,
                 }
             )
 
@@ -155,6 +157,12 @@ H = b"Host: x\r\n"
         pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: \x00\r\n\r\n", id="value-only-nul"),
         pytest.param(b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n", id="host-nul"),
         pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: a\nb\r\n\r\n", id="value-bare-lf"),
+        pytest.param(b"GET / HTTP/1.1\n" + H + b"\r\n", id="request-line-bare-lf"),
+        pytest.param(b"GET / HTTP/1.1\r\n" + H + b"\n", id="blank-line-bare-lf"),
+        pytest.param(
+            b"POST /secret HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhello",
+            id="content-length-after-bare-lf",
+        ),
     ],
 )
 def test_bad_syntax_is_400_and_closed(app, raw, build, data) -> None:
@@ -185,6 +193,13 @@ def test_bad_syntax_is_400_and_closed(app, raw, build, data) -> None:
         pytest.param(b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n", id="invalid-question"),
         pytest.param(b"GET / HTTP/1.1\r\nHost: a#b\r\n\r\n", id="invalid-hash"),
         pytest.param(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", id="invalid-http10"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", id="junk-after-bracket"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: [127.0.0.1:80]\r\n\r\n", id="ipv4-port-in-brackets"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n", id="ipv4-in-brackets"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: [::1]:8a\r\n\r\n", id="bracket-bad-port"),
+        pytest.param(
+            b"GET http://u@h/p HTTP/1.1\r\nHost: h\r\n\r\n", id="userinfo-in-absolute-form"
+        ),
     ],
 )
 def test_bad_host_is_400_and_closed(app, raw, build, data) -> None:
@@ -192,7 +207,16 @@ def test_bad_host_is_400_and_closed(app, raw, build, data) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", [b"example.com", b"example.com:8080", b"127.0.0.1:80", b"[::1]:8080", b"x-y.z"]
+    "host",
+    [
+        b"example.com",
+        b"example.com:8080",
+        b"127.0.0.1:80",
+        b"[::1]:8080",
+        b"x-y.z",
+        b"[::ffff:1.2.3.4]",
+        b"[v1.fe:x]:80",
+    ],
 )
 def test_valid_host_is_accepted(app, raw, host) -> None:
     c = raw(app.srv)
@@ -219,15 +243,20 @@ def test_http20_is_505_and_closed(app, raw, build) -> None:
 
 
 @pytest.mark.parametrize(
-    "version", [b"HTTP/1.2", b"HTTP/3.0", b"HTTP/0.9", b"HTTP/9.9", b"HTTP/1.10"]
+    "version", [b"HTTP/3.0", b"HTTP/0.9", b"HTTP/9.9", b"HTTP/1.10", b"HTTP/2.1"]
 )
 def test_other_versions_are_505_or_400_and_closed(app, raw, build, version) -> None:
     expect_rejected(app, raw, build, b"GET / " + version + b"\r\n" + H + b"\r\n", (505, 400))
 
 
-def test_http12_is_505(app, raw, build) -> None:
-    """What the server does for a well-formed but unsupported minor version."""
-    expect_rejected(app, raw, build, b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505)
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_higher_http1_minor_is_answered_as_http11(app, raw, version) -> None:
+    """RFC 9110 §2.5: a higher minor version of HTTP/1 is processed as HTTP/1.1."""
+    c = raw(app.srv)
+    r = c.request(b"GET /p HTTP/1.1\r\n".replace(b"HTTP/1.1", version) + H + b"\r\n")
+    assert (r.version, r.status) == ("HTTP/1.1", 200)
+    assert app.requests[-1]["http_version"] == "HTTP/1.1"
+    assert c.request(b"GET /p HTTP/1.1\r\n" + H + b"\r\n").status == 200  # kept alive
 
 
 # --------------------------------------------------------------------------- #
@@ -265,6 +294,9 @@ def test_absolute_form_is_routed_by_its_path(app, raw, build) -> None:
     r = c.request(b"GET http://other.example:8080/secret HTTP/1.1\r\nHost: x\r\n\r\n")
     assert r.status == 200
     assert r.body == b"GET /secret"
+    # RFC 9112 §3.2.2: the target's authority wins over Host, for host and headers alike.
+    assert app.requests[-1]["host"] == "other.example:8080"
+    assert app.requests[-1]["headers"]["host"] == "other.example:8080"
     r = c.request(b"GET https://host HTTP/1.1\r\nHost: host\r\n\r\n")
     assert r.status == 200
     assert r.body == b"GET /"
@@ -521,6 +553,9 @@ CHUNKED_HEAD = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n
         pytest.param(b"5\r\nhello0\r\n\r\n", id="data-runs-into-next-size"),
         pytest.param(b"3\r\nhello\r\n0\r\n\r\n", id="data-longer-than-size"),
         pytest.param(b"5\r\nhello\n0\r\n\r\n", id="bare-lf-after-data"),
+        pytest.param(b"5 \r\nhello\r\n0\r\n\r\n", id="space-after-size"),
+        pytest.param(b"5\t\r\nhello\r\n0\r\n\r\n", id="htab-after-size"),
+        pytest.param(b"5 x\r\nhello\r\n0\r\n\r\n", id="space-then-junk-after-size"),
         pytest.param(b"5;a\x00\r\nhello\r\n0\r\n\r\n", id="extension-nul"),
         pytest.param(b"5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n", id="trailer-nul"),
         pytest.param(b"5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n", id="trailer-bare-cr"),
@@ -533,7 +568,7 @@ def test_bad_chunked_body_is_400(app, raw, build, body) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param(b"5 \r\nhello\r\n0\r\n\r\n", id="bws-after-size"),
+        pytest.param(b"5 ;a=b\r\nhello\r\n0\r\n\r\n", id="bws-before-extension"),
         pytest.param(b"5;a=b\r\nhello\r\n0\r\n\r\n", id="extension"),
         pytest.param(b'5;a="q;x"\r\nhello\r\n0\r\n\r\n', id="quoted-extension"),
         pytest.param(b"5;" + b"a" * 8000 + b"\r\nhello\r\n0\r\n\r\n", id="8k-extension"),

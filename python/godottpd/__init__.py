@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from godottpd._body import FormPart
 from godottpd._godottpd import (
+    BadRequest,
     Client,
     Headers,
     HttpFileRouter,
@@ -22,6 +23,7 @@ from godottpd._godottpd import (
 Mapping.register(Headers)
 
 __all__ = [
+    "BadRequest",
     "Client",
     "FormPart",
     "Headers",

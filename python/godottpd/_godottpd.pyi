@@ -1,6 +1,7 @@
 """The Rust core of godottpd: sockets, parsing, routing and response encoding."""
 
 import os
+import socket as _socket
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, final
@@ -9,16 +10,24 @@ from typing_extensions import Self, disjoint_base
 
 __version__: str
 
+class BadRequest(ValueError):
+    """The request is malformed: a body that does not decode, a field a handler refuses.
+
+    ``get_body_parsed()`` raises it for a malformed body; handlers may raise it themselves.
+    One that escapes a handler answers ``400 Bad Request`` with its message as the body.
+    """
+
 @final
 class Client:
     """The peer of a connection."""
 
     @property
     def host(self) -> str:
-        """The peer's IP address."""
+        """The client's IP address: the peer's, or the one a trusted proxy or the PROXY
+        protocol header names."""
     @property
     def port(self) -> int:
-        """The peer's port."""
+        """The client's port (0 when a proxy named the client without one)."""
     @property
     def is_open(self) -> bool:
         """Whether the connection is still open."""
@@ -61,6 +70,11 @@ class HttpRequest:
     def body(self) -> bytes:
         """The body, exactly as sent (a chunked body decoded)."""
     @property
+    def text(self) -> str:
+        """The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
+        names none). Raises ``BadRequest`` when the body is not text in that charset.
+        """
+    @property
     def query(self) -> dict[str, str]:
         """The decoded query; for a repeated key the last value wins."""
     def query_all(self, name: str) -> list[str]:
@@ -69,17 +83,26 @@ class HttpRequest:
     def parameters(self) -> dict[str, str]:
         """The path parameters the route captured."""
     @property
-    def client(self) -> Client: ...
+    def client(self) -> Client:
+        """The client; behind a trusted proxy, the rightmost untrusted address of
+        ``Forwarded`` or ``X-Forwarded-For`` (malformed values are ignored)."""
     @property
     def scheme(self) -> str:
-        """``"https"`` when the request came over TLS, else ``"http"``."""
+        """``"https"`` when the request came over TLS, else ``"http"``; behind a trusted proxy,
+        what it reports (``Forwarded: proto=``, ``X-Forwarded-Proto``)."""
+    @property
+    def host(self) -> str:
+        """The host the request is for, as ``host[:port]``: the authority of an absolute-form
+        target, else the ``Host`` header (RFC 9112 §3.2.2), or what a trusted proxy reports
+        (``Forwarded: host=``, ``X-Forwarded-Host``); empty when there is none."""
     def get_body_parsed(self) -> Any:
         """The body decoded by its content type.
 
         JSON for ``application/json``, a ``dict`` for
         ``application/x-www-form-urlencoded``, a list of ``FormPart`` for
         ``multipart/form-data``; ``None`` for other types or an empty body. Raises
-        ``ValueError`` when the body does not decode.
+        ``BadRequest`` (a ``ValueError``) when the body does not decode; escaping the
+        handler, it answers ``400``.
         """
     def get_cookies(self) -> dict[str, str]:
         """The cookies the request carries."""
@@ -121,7 +144,15 @@ class HttpResponse:
     def set(self, field: str, value: str | int | float) -> None:
         """Sets a header, replacing any of the same name (case-insensitive)."""
     def cookie(self, name: str, value: str, options: dict[str, Any] | None = None) -> None:
-        """Adds a cookie; options: domain, path, expires, max-age, secure, httpOnly, sameSite."""
+        """Adds a cookie, sent as its own ``Set-Cookie`` line.
+
+        Options as GodotTPD spells them or in Python's spelling: ``domain``, ``path``,
+        ``expires`` (a ``datetime``, a Unix time or an HTTP date), ``max-age``/``max_age``
+        (an ``int`` or a string of digits), ``secure``, ``httpOnly``/``http_only``
+        (``True`` or ``"true"``), ``sameSite``/``same_site`` (``"Strict"``, ``"Lax"``,
+        ``"None"``, or ``True`` for Strict), ``partitioned`` (needs ``secure``). A bad
+        name, value or option, or an unknown option, is a ``ValueError``.
+        """
 
 @disjoint_base
 class HttpRouter:
@@ -140,22 +171,30 @@ class HttpRouter:
     def handle_options(self, request: HttpRequest, response: HttpResponse) -> None: ...
 
 @final
-class HttpFileRouter:
+class HttpFileRouter(HttpRouter):
     """Serves a folder, and everything below it, from the prefix it is registered at.
 
     Answered entirely in Rust: files are streamed with ``sendfile``, with ``ETag``,
     ``Last-Modified``, ``304``, single ranges and precompressed ``.br``/``.gz`` siblings.
-    No request can reach anything outside the folder (such requests get 404).
+    No request can reach anything outside the folder (such requests get 404), and ``.gd``
+    files (Godot scripts) are never served.
+
+    The second positional argument may be GodotTPD's options dictionary
+    (``{"index_page": ..., "fallback_page": ..., "extensions": [...],
+    "exclude_extensions": [...]}``, plus ``cross_origin_isolation`` and ``cache_control``);
+    a key given both there and as a keyword is a ``TypeError``, an unknown key a
+    ``ValueError``. A missing folder raises ``FileNotFoundError`` naming it.
     """
 
     def __new__(
         cls,
         path: str | os.PathLike[str],
-        index_page: str = "index.html",
+        index_page: str | dict[str, Any] = "index.html",
         fallback_page: str = "",
         extensions: Sequence[str] = ...,  # ["html"]
         exclude_extensions: Sequence[str] = ...,  # []
         cross_origin_isolation: bool = False,
+        cache_control: str | None = None,
     ) -> Self: ...
     @property
     def path(self) -> str:
@@ -171,14 +210,33 @@ class HttpFileRouter:
         """Tried, in order, on a path without an extension (``/about`` → ``about.html``)."""
     @property
     def exclude_extensions(self) -> list[str]:
-        """Files with these extensions are never served (404)."""
+        """Files with these extensions are never served (404); nor are ``.gd`` files, always."""
     @property
     def cross_origin_isolation(self) -> bool:
         """Whether COOP/COEP/CORP headers are sent (``crossOriginIsolated`` pages)."""
+    @property
+    def cache_control(self) -> str | None:
+        """The ``Cache-Control`` value sent with every answer, or ``None`` for no header."""
 
 @final
 class HttpServer:
-    """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads."""
+    """An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads.
+
+    ``port`` is an ``int`` (a ``bool`` is a ``TypeError``), 0 picks a free port. Limits, past
+    which the client gets 414, 431, 413, 408 or 503 and the server carries on:
+    ``max_request_line`` (8192), ``max_head_size`` (16384), ``max_headers`` (100, at most
+    256), ``max_body_size`` (10 MiB), ``header_timeout`` (10 s), ``body_timeout`` (30 s),
+    ``keepalive_timeout`` (5 s), ``write_timeout`` (30 s), ``max_connections`` (1024).
+    ``shutdown_grace`` (5 s) bounds ``stop()``; every timeout is at most 1e9 s.
+    ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
+    runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
+    A value out of range is a ``ValueError`` naming the argument and its bound.
+    ``min_body_rate`` (1024 bytes/s, 0: none) cuts a body that arrives slower on average once
+    5 s have passed (408). ``trusted_proxies``: addresses or networks (``"10.0.0.0/8"``,
+    ``"*"``) whose forwarding headers are believed. ``proxy_protocol``: every connection
+    starts with a PROXY protocol v1/v2 header; one without is closed. ``socket``: serve
+    this already-listening socket (or file descriptor) instead of binding.
+    """
 
     def __new__(
         cls,
@@ -201,9 +259,15 @@ class HttpServer:
         io_threads: int = 1,
         handler_threads: int = 8,
         access_log: bool = False,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
+        socket: _socket.socket | int | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
     ) -> Self: ...
+    @property
+    def proxy_protocol(self) -> bool:
+        """Whether every connection must start with a PROXY protocol header."""
     @property
     def port(self) -> int:
         """The port; once started, the one actually bound."""
@@ -247,8 +311,19 @@ class HttpServer:
         """Finishes in-flight requests (up to ``shutdown_grace``), then closes."""
     def poll(self, timeout: float = 0.0) -> int:
         """Runs waiting handlers on this thread (poll mode); returns how many ran."""
-    def serve_forever(self) -> None:
-        """Serves until ``stop()`` or Ctrl-C."""
+    def serve_forever(self, workers: int = 1) -> None:
+        """Serves until ``stop()`` is called, Ctrl-C is pressed or SIGTERM arrives (both stop
+        gracefully: Ctrl-C then raises ``KeyboardInterrupt``, SIGTERM returns normally).
+
+        With ``workers`` other than 1 (0: one per core), forks that many worker processes
+        serving the same port (``SO_REUSEPORT``), restarts one that dies, stops all
+        gracefully on Ctrl-C or SIGTERM and returns when all have stopped. Call it instead
+        of ``start()``, from the main thread, after registering the routes.
+        """
+    def _prepare_workers(self) -> int:
+        """Before ``serve_forever(workers=N)``: reserves the workers' port; returns it."""
+    def _serve_worker(self, supervisor: int) -> None:
+        """In a forked worker: serves until SIGTERM, then ends the process."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

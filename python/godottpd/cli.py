@@ -18,6 +18,7 @@ from godottpd import _signals
 from godottpd._godottpd import (
     HttpFileRouter,
     HttpServer,
+    __version__,
     _machine_addresses,
     self_signed_certificate,
 )
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
             "No request can reach anything outside the folder. Stop with Ctrl-C."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"godottpd {__version__}")
     parser.add_argument(
         "directory",
         nargs="?",
@@ -80,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--cache-control",
+        default="no-cache",
+        metavar="VALUE",
+        help=(
+            'the Cache-Control header of every answer (default: "no-cache": browsers '
+            "revalidate each time, which a 304 makes cheap, so a re-exported game is never "
+            'stale); "" sends none'
+        ),
+    )
+    parser.add_argument(
         "--cors",
         action="append",
         default=[],
@@ -100,6 +112,38 @@ def _parser() -> argparse.ArgumentParser:
             "serve with a self-signed certificate for this machine's names and addresses, "
             "made once and kept in the per-user cache folder; prints its SHA-256 fingerprint"
         ),
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "serve with N worker processes sharing the port (SO_REUSEPORT), restarted if "
+            "they die; 0 means one per core (default: 1, no extra process)"
+        ),
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the Rust I/O threads per process, which serve files on N cores (default: 1)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help=(
+            "believe Forwarded / X-Forwarded-* from this address or network (repeatable; "
+            '"*" for any)'
+        ),
+    )
+    parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with a PROXY protocol v1 or v2 header (HAProxy, cloud LBs)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="do not log one line per request on stderr"
@@ -127,6 +171,20 @@ def _other_urls(bind: str, port: int, scheme: str) -> list[str]:
     return [f"{scheme}://{_host(address)}:{port}/" for address in addresses]
 
 
+def _banner(
+    tail: str, directory: str, bind: str, port: int, server: HttpServer, cert: str | None
+) -> list[str]:
+    """What the command prints once it serves: the URL, and with TLS one URL per address of
+    the machine (for another device to type), the certificate and its fingerprint."""
+    scheme = server.scheme
+    lines = [f"Serving {directory} at {_url(bind, port, scheme)} {tail}"]
+    if cert is not None:
+        lines += [f"  also at {url}" for url in _other_urls(bind, port, scheme)]
+        lines.append(f"Certificate {cert}")
+        lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
+    return lines
+
+
 def fingerprint(cert_path: str) -> str:
     """The SHA-256 fingerprint of the first certificate in ``cert_path``, as browsers show
     it (colon-separated hex pairs)."""
@@ -150,6 +208,21 @@ def _configure_access_log(quiet: bool) -> None:
     access.propagate = False
 
 
+def _systemd_socket() -> int | None:
+    """The socket systemd passed (socket activation: ``LISTEN_PID`` is this process and
+    ``LISTEN_FDS`` at least 1; the first one is descriptor 3), or ``None``. The variables
+    are removed, as ``sd_listen_fds(1)`` does, so that child processes do not take them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return 3 if count >= 1 else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (0 after Ctrl-C or SIGTERM)."""
     parser = _parser()
@@ -159,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.directory!r} is not a folder")
     if not 0 <= args.port <= 65535:
         parser.error(f"port must be in 0..65535, not {args.port}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, not {args.workers}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, not {args.threads}")
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
         parser.error("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key")
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -175,11 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_page=args.index,
             fallback_page=args.fallback,
             cross_origin_isolation=args.cross_origin_isolation,
+            cache_control=args.cache_control or None,
         )
         server = HttpServer(
             port=args.port,
             bind_address=args.bind,
             access_log=not args.quiet,
+            io_threads=args.threads,
+            trusted_proxies=args.trusted_proxy,
+            proxy_protocol=args.proxy_protocol,
+            socket=_systemd_socket(),
             tls_cert=cert,
             tls_key=key,
         )
@@ -189,24 +271,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     _configure_access_log(args.quiet)
+    if args.workers != 1:
+        return _serve_workers(server, args.workers, directory, args.bind, args.quiet, cert)
     try:
         server.start()
     except OSError as error:
         print(f"godottpd: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
     previous = None
     # From the moment the server runs, Ctrl-C and SIGTERM mean "stop", wherever they land
     # (even while the URL line below is blocked on a full stdout pipe).
     try:
         previous = _signals.install()
-        scheme = server.scheme
-        lines = [
-            f"Serving {directory} at {_url(args.bind, server.port, scheme)} (press Ctrl-C to stop)"
-        ]
-        if cert is not None:
-            lines += [f"  also at {url}" for url in _other_urls(args.bind, server.port, scheme)]
-            lines.append(f"Certificate {cert}")
-            lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
+        lines = _banner("(press Ctrl-C to stop)", directory, args.bind, server.port, server, cert)
         print("\n".join(lines), flush=True)
         server.serve_forever()
     except (KeyboardInterrupt, _signals.Terminated):
@@ -214,4 +294,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
         _signals.restore(previous)
+    return 0
+
+
+def _serve_workers(
+    server: HttpServer, workers: int, directory: str, bind: str, quiet: bool, cert: str | None
+) -> int:
+    """``--workers N``: the supervisor; returns 0 once every worker has stopped."""
+    supervisor_log = logging.getLogger("godottpd")
+    if not quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("godottpd: %(message)s"))
+        supervisor_log.addHandler(handler)
+        supervisor_log.setLevel(logging.INFO)
+    try:
+        port = server._prepare_workers()
+    except (OSError, RuntimeError) as error:
+        print(f"godottpd: {error}", file=sys.stderr)
+        return 1
+    count = workers or len(os.sched_getaffinity(0))
+    print(
+        "\n".join(
+            _banner(
+                f"with {count} workers (press Ctrl-C to stop)", directory, bind, port, server, cert
+            )
+        ),
+        flush=True,
+    )
+    try:
+        server.serve_forever(workers=workers)
+    except OSError as error:
+        print(f"godottpd: {error}", file=sys.stderr)
+        return 1
     return 0

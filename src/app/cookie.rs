@@ -156,6 +156,13 @@ impl CookieSpec {
             let _ = write!(out, "; SameSite={}", same_site.as_str());
         }
         if self.partitioned {
+            // CHIPS (draft-cutler-httpbis-partitioned-cookies §2.1): a cookie with
+            // `Partitioned` but not `Secure` is rejected by the browser; refuse to send one.
+            if !self.secure {
+                return Err("cookie option partitioned needs secure (browsers drop a \
+                            Partitioned cookie without Secure)"
+                    .to_owned());
+            }
             out.push_str("; Partitioned");
         }
         Ok(out)

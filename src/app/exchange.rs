@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::app::forwarded::ProxySettings;
 use crate::http::encode::Persistence;
 use crate::http::method::KnownMethod;
 use crate::http::parse::RequestHead;
@@ -37,7 +38,10 @@ pub type StopSignal = tokio_util::sync::CancellationToken;
 /// One client connection, as the Python objects see it.
 #[derive(Debug)]
 pub struct ConnectionInfo {
+    /// The client's address: the socket's peer, or the source a PROXY header gave.
     pub peer: SocketAddr,
+    /// Whom to believe about forwarded requests (`request.client`, `scheme`, `host`).
+    pub proxies: Arc<ProxySettings>,
     pub scheme: Scheme,
     open: AtomicBool,
     /// The server's stop signal: a response finished once it fired closes the connection.
@@ -48,10 +52,17 @@ impl ConnectionInfo {
     pub fn new(peer: SocketAddr, scheme: Scheme, server_stopping: StopSignal) -> Self {
         ConnectionInfo {
             peer,
+            proxies: Arc::default(),
             scheme,
             open: AtomicBool::new(true),
             server_stopping,
         }
+    }
+
+    /// The same connection, judged by `proxies` (set once, before the first request).
+    pub fn behind(mut self, proxies: Arc<ProxySettings>) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// Whether the server is stopping, so that this connection ends after its response.

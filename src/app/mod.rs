@@ -16,4 +16,5 @@ pub mod cors;
 pub(crate) mod decide;
 pub(crate) mod exchange;
 pub(crate) mod files;
+pub(crate) mod forwarded;
 pub mod routes;

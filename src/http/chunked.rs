@@ -21,10 +21,19 @@ pub const MAX_METADATA: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    /// Whitespace after the size: only BWS before a `;` may follow.
+    SizeBws,
     Extension,
-    SizeLf { value: u64 },
-    Data { remaining: u64 },
+    SizeLf {
+        value: u64,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     TrailerLineStart,
@@ -121,12 +130,35 @@ impl ChunkedDecoder {
                 }
                 _ if digits == 0 => return Err(RequestError::bad_request("invalid chunk size")),
                 b'\r' => State::SizeLf { value },
-                b';' | b' ' | b'\t' => {
+                b';' => {
                     self.note_metadata()?;
                     self.pending_size = value;
                     State::Extension
                 }
+                // RFC 9112 §7.1.1: `chunk-ext = *( BWS ";" BWS chunk-ext-name ...)`: BWS is
+                // only allowed before a `;`. `5 \r\n` is no chunk line; a front end that
+                // reads it otherwise could split the body elsewhere, so it is refused.
+                b' ' | b'\t' => {
+                    self.note_metadata()?;
+                    self.pending_size = value;
+                    State::SizeBws
+                }
                 _ => return Err(RequestError::bad_request("invalid chunk size")),
+            },
+            State::SizeBws => match byte {
+                b' ' | b'\t' => {
+                    self.note_metadata()?;
+                    State::SizeBws
+                }
+                b';' => {
+                    self.note_metadata()?;
+                    State::Extension
+                }
+                _ => {
+                    return Err(RequestError::bad_request(
+                        "whitespace after a chunk size not followed by an extension",
+                    ))
+                }
             },
             State::Extension => match byte {
                 b'\r' => State::SizeLf {
@@ -234,6 +266,12 @@ mod tests {
     }
 
     #[test]
+    fn allows_bws_before_an_extension() {
+        let (body, _) = decode_all(b"5 ;a=b\r\nhello\r\n0 \t; x\r\n\r\n").unwrap();
+        assert_eq!(body, b"hello");
+    }
+
+    #[test]
     fn decodes_byte_by_byte() {
         let input = b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n";
         let mut decoder = ChunkedDecoder::default();
@@ -257,6 +295,9 @@ mod tests {
             b"10000000000000000\r\n",
             b"3\r\nabc\r\n0\r\n\r\r",
             b"3 \x01\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\n",
             b"0\r\nX : 1\r\n\r\n",
             b"0\r\n folded\r\n\r\n",
             b"0\r\nno-colon\r\n\r\n",

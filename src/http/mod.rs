@@ -16,5 +16,6 @@ pub(crate) mod error;
 pub mod limits;
 pub(crate) mod method;
 pub mod parse;
+pub mod proxy_protocol;
 pub mod status;
 pub mod token;

@@ -44,6 +44,9 @@ pub struct RequestHead {
     pub query: Option<Range<usize>>,
     /// `OPTIONS *` (RFC 9112 §3.2.4): a question about the server, not a resource.
     pub asterisk: bool,
+    /// The authority of an absolute-form target (`http://host:port/...`), which replaces
+    /// `Host` (RFC 9112 §3.2.2).
+    pub authority: Option<Range<usize>>,
     pub headers: Vec<HeaderSpan>,
     pub framing: Framing,
     /// Whether the client allows the connection to persist after this exchange.
@@ -86,6 +89,15 @@ impl RequestHead {
     pub fn first_header<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
         self.header_values(name).next()
     }
+
+    /// The host the request is for: an absolute-form target's authority, else `Host`,
+    /// else empty (an HTTP/1.0 request without one).
+    pub fn host(&self) -> &[u8] {
+        match &self.authority {
+            Some(range) => &self.bytes[range.clone()],
+            None => self.first_header("host").unwrap_or_default(),
+        }
+    }
 }
 
 /// Parses one request head from the front of `buffer`, removing it on success.
@@ -117,6 +129,15 @@ pub fn parse_head(
         Err(httparse::Error::Version) if !has_whole_request_line(&buffer[..window]) => {
             return over_limit.map_or(Ok(None), Err);
         }
+        Err(httparse::Error::Version) if higher_minor_version(&buffer[..window]).is_some() => {
+            // RFC 9110 §2.5: a recipient of a higher minor version of a major version it
+            // implements should process it "as if it were in the highest minor version
+            // within that major version to which the recipient is conformant": HTTP/1.1.
+            if let Some(digit) = higher_minor_version(&buffer[..window]) {
+                buffer[digit] = b'1';
+            }
+            return parse_head(buffer, limits);
+        }
         Err(httparse::Error::Version) if names_another_version(&buffer[..window]) => {
             return Err(RequestError::new(
                 505,
@@ -125,6 +146,12 @@ pub fn parse_head(
         }
         Err(_) => return Err(RequestError::bad_request("malformed request head")),
     };
+    if has_bare_lf(&buffer[..head_len]) {
+        // RFC 9112 §2.2 lets a recipient accept a bare LF as a line terminator; a front end
+        // that does not would see other header lines (a Content-Length it never read), so
+        // this server refuses it, as the RFC allows: the line terminator is CRLF.
+        return Err(RequestError::bad_request("bare LF in the request head"));
+    }
     if head_len > limits.max_head_size {
         // Unreachable with the window above; kept so that no change there can lift the limit.
         return Err(RequestError::new(431, "request header section too large"));
@@ -156,7 +183,8 @@ pub fn parse_head(
     // allocate a fresh buffer. A head is small; the copy is cheaper than that allocation.
     let bytes = Bytes::copy_from_slice(&buffer[..head_len]);
     buffer.advance(head_len);
-    let (path, query, asterisk) = split_target(&bytes, target_start, target_len, &method)?;
+    let (path, query, asterisk, authority) =
+        split_target(&bytes, target_start, target_len, &method)?;
     let mut head = RequestHead {
         method,
         http10,
@@ -164,13 +192,59 @@ pub fn parse_head(
         path,
         query,
         asterisk,
+        authority,
         headers: spans,
         framing: Framing::Empty,
         keep_alive: !http10,
         expect_continue: false,
     };
     apply_field_rules(&mut head)?;
+    apply_target_authority(&mut head)?;
     Ok(Some(head))
+}
+
+/// RFC 9112 §3.2.2: "When an origin server receives a request with an absolute-form of
+/// request-target, the origin server MUST ignore the received Host header field (if any) and
+/// instead use the host information of the request-target." The `Host` line the handler
+/// sees is made to read the target's authority, so that no part of the program can see the
+/// other one. RFC 9110 §4.2.4: userinfo in an `http` URI is invalid, and is refused.
+fn apply_target_authority(head: &mut RequestHead) -> Result<(), RequestError> {
+    let Some(range) = head.authority.clone() else {
+        return Ok(());
+    };
+    let authority = &head.bytes[range.clone()];
+    if authority.contains(&b'@') || !is_valid_host(authority) {
+        return Err(RequestError::bad_request(
+            "invalid authority in the request-target",
+        ));
+    }
+    let value = span32(range.start, range.len());
+    let RequestHead { headers, bytes, .. } = head;
+    for header in headers.iter_mut() {
+        let name = &bytes[header.name.start as usize..header.name.end as usize];
+        if name.eq_ignore_ascii_case(b"host") {
+            header.value = value.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Whether a line of `head` ends in LF without the CR before it.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
+}
+
+/// Where the minor digit of a request line's `HTTP/1.x` version is, when `x` is 2 or more.
+fn higher_minor_version(buffer: &[u8]) -> Option<usize> {
+    if !names_another_version(buffer) {
+        return None;
+    }
+    let start = buffer.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_end = start + memchr::memchr(b'\n', &buffer[start..])?;
+    let line = &buffer[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.get(line.len().checked_sub(8)?..)?;
+    (version[5] == b'1' && version[7] >= b'2').then_some(line.len() - 1)
 }
 
 fn span32(start: usize, len: usize) -> Range<u32> {
@@ -235,8 +309,14 @@ fn limit_window(buffer: &[u8], limits: &Limits) -> (usize, Option<RequestError>)
     (window, over_limit)
 }
 
-/// The spans of a request-target: path, query, and whether it is `*`.
-type TargetParts = (Range<usize>, Option<Range<usize>>, bool);
+/// The spans of a request-target: path, query, whether it is `*`, and the authority of an
+/// absolute-form target.
+type TargetParts = (
+    Range<usize>,
+    Option<Range<usize>>,
+    bool,
+    Option<Range<usize>>,
+);
 
 /// Splits the request-target into path and query (RFC 9112 §3.2): origin-form
 /// (`/path?query`), absolute-form (`http://host/path?query`, whose path is routed), and
@@ -250,7 +330,7 @@ fn split_target(
     let target = &bytes[start..start + len];
     if target == b"*" {
         if *method == Method::OPTIONS {
-            return Ok((start..start, None, true));
+            return Ok((start..start, None, true, None));
         }
         return Err(RequestError::bad_request(
             "asterisk-form is only for OPTIONS",
@@ -261,6 +341,7 @@ fn split_target(
             "invalid character in request-target",
         ));
     }
+    let mut authority = None;
     let path_start = if target.first() == Some(&b'/') {
         0
     } else {
@@ -283,6 +364,7 @@ fn split_target(
                 "absolute-form without an authority",
             ));
         }
+        authority = Some(start + authority_start..start + authority_start + authority_len);
         authority_start + authority_len
     };
     let rest = &target[path_start..];
@@ -294,7 +376,7 @@ fn split_target(
     if path_len > 0 && bytes[path.start] != b'/' {
         return Err(RequestError::bad_request("path must start with /"));
     }
-    Ok((path, query, false))
+    Ok((path, query, false, authority))
 }
 
 /// The field rules that decide framing and persistence (RFC 9112 §6, §9; RFC 9110 §7.2).
@@ -431,15 +513,16 @@ fn is_valid_host(value: &[u8]) -> bool {
     let (host, port) = if value.first() == Some(&b'[') {
         match memchr::memchr(b']', value) {
             Some(close) => {
+                // RFC 3986 §3.2.2: `IP-literal = "[" ( IPv6address / IPvFuture ) "]"`, and
+                // after the host only `":" port` may follow.
                 let inner = &value[1..close];
-                if inner.is_empty()
-                    || !inner
-                        .iter()
-                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                let after = &value[close + 1..];
+                if !(is_ipv6_address(inner) || is_ipv_future(inner))
+                    || !(after.is_empty() || after[0] == b':')
                 {
                     return false;
                 }
-                (&value[..=close], &value[close + 1..])
+                (&value[..=close], after)
             }
             None => return false,
         }
@@ -473,6 +556,45 @@ fn is_valid_host(value: &[u8]) -> bool {
         });
     let port_ok = port.is_empty() || (port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
     !host.is_empty() && host_ok && port_ok
+}
+
+fn is_ipv6_address(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// RFC 3986 §3.2.2: `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn is_ipv_future(text: &[u8]) -> bool {
+    let Some(rest) = text.strip_prefix(b"v").or_else(|| text.strip_prefix(b"V")) else {
+        return false;
+    };
+    let Some(dot) = memchr::memchr(b'.', rest) else {
+        return false;
+    };
+    let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+    !version.is_empty()
+        && version.iter().all(u8::is_ascii_hexdigit)
+        && !tail.is_empty()
+        && tail.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                )
+        })
 }
 
 #[cfg(test)]
@@ -585,6 +707,77 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        for bad in [
+            &b"[::1]x"[..],
+            b"[127.0.0.1:80]",
+            b"[1.2.3.4]",
+            b"[::1]:80x",
+            b"[]",
+            b"[v1.]",
+            b"[::1",
+        ] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+            raw.extend_from_slice(bad);
+            raw.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [
+            &b"[::1]"[..],
+            b"[::ffff:1.2.3.4]:8080",
+            b"[v7.fe:80]",
+            b"[::1]:",
+        ] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+            raw.extend_from_slice(good);
+            raw.extend_from_slice(b"\r\n\r\n");
+            assert!(
+                parse(&raw).unwrap().is_some(),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_is_refused() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: a\nContent-Length: 5\r\n\r\n"),
+            400
+        );
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\n\n"), 400);
+    }
+
+    #[test]
+    fn higher_minor_versions_are_http_1_1() {
+        let head = parse(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.http10);
+        let head = parse(b"\r\nGET / HTTP/1.9\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.http10 && head.keep_alive);
+        assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/3.1\r\nHost: a\r\n\r\n"), 505);
+        assert!(parse(b"GET / HTTP/1.2\r\nHost: a\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let head = parse(b"GET http://good.example:81/p HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.host(), b"good.example:81");
+        assert_eq!(head.first_header("host"), Some(&b"good.example:81"[..]));
+        assert_eq!(
+            status_of(b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+            400
+        );
+        let origin = parse(b"GET / HTTP/1.1\r\nHost: h:1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(origin.host(), b"h:1");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use crate::http::encode::Persistence;
 use crate::http::error::RequestError;
 use crate::http::parse::{parse_head, Framing, RequestHead};
 use crate::io::engine::{Application, Engine};
+use crate::io::proxy_header::read_proxy_header;
 use crate::io::transport::Transport;
 
 /// Most requests answered in one batch before the connection writes.
@@ -99,16 +100,35 @@ struct Connection<T: Transport, A: Application> {
 
 /// Serves one connection until it closes.
 pub async fn serve<T: Transport, A: Application>(
-    stream: T,
+    mut stream: T,
     peer: SocketAddr,
     scheme: Scheme,
     engine: Arc<Engine<A>>,
 ) {
-    serve_accepted(stream, peer, scheme, engine, Instant::now()).await;
+    let accepted_at = Instant::now();
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // With `proxy_protocol=True` the PROXY header comes first and names the client; it and
+    // the first request head share one `header_timeout`.
+    let (peer, head_deadline) = if engine.proxies.proxy_protocol {
+        let deadline = accepted_at + engine.limits.header_timeout;
+        match read_proxy_header(&mut stream, &mut input, peer, deadline).await {
+            Some(source) => (source, Some(deadline)),
+            None => return,
+        }
+    } else {
+        (peer, None)
+    };
+    let start = Start {
+        input,
+        head_deadline,
+        accepted_at,
+    };
+    serve_from(stream, peer, scheme, engine, start).await;
 }
 
-/// Serves a connection accepted at `accepted_at`: the wait for its first request counts
-/// from then, so that time spent before (a TLS handshake) counts against `header_timeout`.
+/// Serves a connection accepted at `accepted_at` whose client is `peer` (a PROXY header, if
+/// any, already read): the wait for its first request counts from the accept, so that time
+/// spent before (a TLS handshake) counts against `header_timeout`.
 pub async fn serve_accepted<T: Transport, A: Application>(
     stream: T,
     peer: SocketAddr,
@@ -116,11 +136,40 @@ pub async fn serve_accepted<T: Transport, A: Application>(
     engine: Arc<Engine<A>>,
     accepted_at: Instant,
 ) {
-    let info = Arc::new(ConnectionInfo::new(peer, scheme, engine.stop.clone()));
+    let start = Start {
+        input: BytesMut::with_capacity(READ_CHUNK),
+        head_deadline: None,
+        accepted_at,
+    };
+    serve_from(stream, peer, scheme, engine, start).await;
+}
+
+/// How a connection starts: what is already read, and its clocks.
+struct Start {
+    input: BytesMut,
+    head_deadline: Option<Instant>,
+    accepted_at: Instant,
+}
+
+async fn serve_from<T: Transport, A: Application>(
+    stream: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    engine: Arc<Engine<A>>,
+    start: Start,
+) {
+    let Start {
+        input,
+        head_deadline,
+        accepted_at,
+    } = start;
+    let info = Arc::new(
+        ConnectionInfo::new(peer, scheme, engine.stop.clone()).behind(engine.proxies.clone()),
+    );
     let horizon = timer_horizon(&engine);
     let mut connection = Connection {
         stream,
-        input: BytesMut::with_capacity(READ_CHUNK),
+        input,
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         request_line: None,
@@ -129,7 +178,7 @@ pub async fn serve_accepted<T: Transport, A: Application>(
         engine,
         info: info.clone(),
         served_any: false,
-        head_deadline: None,
+        head_deadline,
         last_activity: accepted_at,
     };
     if let Stop::Refuse(error) = connection.run().await {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::app::config::{HandlerRoute, LiveConfig, Target};
 use crate::app::exchange::StopSignal;
-use crate::app::files::FileRoute;
+use crate::app::files::{FileRoute, FileSettings};
 use crate::app::routes::Pattern;
 use crate::http::limits::Limits;
 use crate::http::method::KnownMethod;
@@ -97,7 +97,14 @@ fn start(limits: Limits, pipe: usize, folder: Option<&std::path::Path>) -> Harne
     if let Some(folder) = folder {
         let root = std::fs::canonicalize(folder).expect("the folder exists");
         let files = Arc::new(
-            FileRoute::new(root, "index.html", "", &[], &[], false).expect("valid settings"),
+            FileRoute::new(
+                root,
+                &FileSettings {
+                    index_page: "index.html".into(),
+                    ..FileSettings::default()
+                },
+            )
+            .expect("valid settings"),
         );
         let prefix = Pattern::compile("/files", true).expect("a valid pattern");
         config

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::app::config::{HandlerRoute, LiveConfig};
 use crate::app::exchange::{AccessEvent, Job, StopSignal};
+use crate::app::forwarded::ProxySettings;
 use crate::http::limits::Limits;
 
 /// The application behind the connections: it takes the requests that need a handler.
@@ -32,6 +33,8 @@ pub struct Engine<A: Application> {
     /// Where finished responses are recorded, when `access_log=True`.
     pub access_log: Option<Sender<AccessEvent>>,
     open_connections: AtomicUsize,
+    /// Behind a proxy (`trusted_proxies`, `proxy_protocol`): see `app::forwarded`.
+    pub proxies: Arc<ProxySettings>,
 }
 
 impl<A: Application> Engine<A> {
@@ -49,6 +52,7 @@ impl<A: Application> Engine<A> {
             stop,
             access_log,
             open_connections: AtomicUsize::new(0),
+            proxies: Arc::default(),
         }
     }
 

@@ -18,7 +18,22 @@ use crate::io::tls::serve_tls;
 /// Pending connections the kernel may queue before we accept them.
 const BACKLOG: i32 = 1024;
 
-fn listen_on(address: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+/// How a listening socket is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BindOptions {
+    /// `SO_REUSEPORT`: several processes (the workers of `serve_forever(workers=N)`) each
+    /// bind the same port and the kernel spreads new connections over their sockets.
+    pub reuse_port: bool,
+    /// Binds without listening: the supervisor holds such a socket to fix the port
+    /// (`port=0`) for its workers; a socket that does not listen is never given connections.
+    pub no_listen: bool,
+}
+
+fn listen_on(
+    address: SocketAddr,
+    dual_stack: bool,
+    options: BindOptions,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -28,22 +43,41 @@ fn listen_on(address: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpL
     // does not let two servers share a port (that would be SO_REUSEPORT), so a busy port
     // still fails with EADDRINUSE.
     socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if address.is_ipv6() {
         socket.set_only_v6(!dual_stack)?;
     }
     socket.bind(&address.into())?;
-    socket.listen(BACKLOG)?;
+    if !options.no_listen {
+        socket.listen(BACKLOG)?;
+    }
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
 /// Binds `bind_address:port`. `"*"` is every IPv4 and IPv6 address (one dual-stack socket,
 /// or IPv4 alone where the host has no IPv6); a name is resolved and its first address
-/// that binds is used.
-pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> {
+/// that binds is used. `options` add `SO_REUSEPORT` or leave it unlistening.
+pub fn bind_with(
+    bind_address: &str,
+    port: u16,
+    options: BindOptions,
+) -> io::Result<std::net::TcpListener> {
     if bind_address == "*" {
-        return listen_on(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true)
-            .or_else(|_| listen_on(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false));
+        return listen_on(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+            true,
+            options,
+        )
+        .or_else(|_| {
+            listen_on(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
+                false,
+                options,
+            )
+        });
     }
     let host = bind_address
         .strip_prefix('[')
@@ -54,12 +88,35 @@ pub fn bind(bind_address: &str, port: u16) -> io::Result<std::net::TcpListener> 
         format!("{bind_address:?} resolves to no address"),
     );
     for address in (host, port).to_socket_addrs()? {
-        match listen_on(address, false) {
+        match listen_on(address, false, options) {
             Ok(listener) => return Ok(listener),
             Err(error) => last_error = error,
         }
     }
     Err(last_error)
+}
+
+/// Takes over an already-listening socket (`HttpServer(socket=...)`, systemd's
+/// `LISTEN_FDS`): the descriptor is duplicated, so the caller's copy stays theirs, and the
+/// server may be started again after `stop()`. Only a listening TCP socket (IPv4 or IPv6)
+/// is taken; anything else is an error saying what it is.
+pub fn inherit(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::net::TcpListener> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
+    let owned = fd.try_clone_to_owned()?;
+    let socket = Socket::from(owned);
+    match socket.domain() {
+        Ok(domain) if domain == Domain::IPV4 || domain == Domain::IPV6 => {}
+        Ok(_) => return Err(invalid("not an IPv4 or IPv6 socket")),
+        Err(_) => return Err(invalid("not a socket")),
+    }
+    if socket.r#type()? != Type::STREAM {
+        return Err(invalid("not a stream (TCP) socket"));
+    }
+    if !socket.is_listener()? {
+        return Err(invalid("not listening (call listen() on it first)"));
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Accepts connections until shutdown; each gets its own task. With `tls`, every

@@ -13,6 +13,7 @@
 pub(crate) mod connection;
 pub(crate) mod engine;
 pub(crate) mod listener;
+pub(crate) mod proxy_header;
 pub(crate) mod sendfile;
 pub(crate) mod tls;
 pub(crate) mod transport;

@@ -97,8 +97,7 @@ pub fn run_job(py: Python<'_>, job: PyJob) {
             method.handler_name(),
             response.describe()
         );
-        log_exception(py, &message, &error);
-        response.send_error_if_unsent(py, 500, "Internal Server Error");
+        crate::python::errors::answer_handler_error(py, response, &message, &error);
     }
     // Dropping the last reference here sends a 500 for a response left unsent (see Drop).
     drop(response);

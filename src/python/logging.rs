@@ -44,3 +44,16 @@ pub fn log_warning(py: Python<'_>, message: &str) {
         error.print(py);
     }
 }
+
+/// Logs `message` at DEBUG (cheap when DEBUG is off: `isEnabledFor` is asked first).
+pub fn log_debug(py: Python<'_>, message: &str) {
+    let result = logger(py).and_then(|logger| {
+        if logger.call_method1("isEnabledFor", (10,))?.is_truthy()? {
+            logger.call_method1("debug", ("%s", message))?;
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        error.print(py);
+    }
+}

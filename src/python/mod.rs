@@ -3,13 +3,16 @@
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
 //! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
-//! `access_log`, `tls` (`self_signed_certificate()` and TLS errors) and `type_name`.
+//! `access_log`, `errors` (the declared exceptions), `tls` (`self_signed_certificate()`
+//! and TLS errors) and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
 //! them uses it. Python runs only on threads that this layer owns (or the caller's), never
 //! on a tokio worker. `tests/layers.rs` checks the rule.
 
 pub(crate) mod access_log;
+pub(crate) mod arguments;
+pub(crate) mod errors;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
 pub(crate) mod json;
@@ -20,3 +23,5 @@ pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod tls;
 pub(crate) mod type_name;
+pub(crate) mod waiting;
+pub(crate) mod workers;

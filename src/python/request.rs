@@ -13,6 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::app::exchange::{ConnectionInfo, RequestData};
+use crate::app::forwarded::{self, Forwarded};
 use crate::http::method::{KnownMethod, Method};
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
@@ -24,33 +25,47 @@ pub fn decode_field(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// The peer of a connection, and whether the connection is still open.
+/// The peer of a connection.
 #[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
 pub struct Client {
     connection: Arc<ConnectionInfo>,
+    /// The connection's peer, or the client a trusted proxy named.
+    address: std::net::SocketAddr,
 }
 
 impl Client {
     pub fn new(connection: Arc<ConnectionInfo>) -> Self {
-        Client { connection }
+        let address = connection.peer;
+        Client {
+            connection,
+            address,
+        }
+    }
+
+    fn at(connection: Arc<ConnectionInfo>, address: std::net::SocketAddr) -> Self {
+        Client {
+            connection,
+            address,
+        }
     }
 }
 
 #[pymethods]
 impl Client {
-    /// The peer's IP address.
+    /// The client's IP address: the peer's, or the one a trusted proxy or the PROXY
+    /// protocol header names.
     #[getter]
     fn host(&self) -> String {
-        let ip = self.connection.peer.ip();
-        ip.to_canonical().to_string()
+        self.address.ip().to_canonical().to_string()
     }
 
+    /// The client's port (0 when a proxy named the client without one).
     #[getter]
     fn port(&self) -> u16 {
-        self.connection.peer.port()
+        self.address.port()
     }
 
-    /// Whether the connection to the peer is still open.
+    /// Whether the connection is still open.
     #[getter]
     fn is_open(&self) -> bool {
         self.connection.is_open()
@@ -66,7 +81,10 @@ impl Client {
     }
 }
 
-/// The request's header fields: a case-insensitive, read-only mapping.
+/// A request's header fields: a read-only, case-insensitive mapping.
+///
+/// ``headers[name]`` joins the values of a repeated field with ``", "`` (RFC 9110 §5.3);
+/// ``get_all(name)`` gives each value separately. Iteration yields lowercased names.
 #[pyclass(frozen, module = "godottpd._godottpd", mapping, skip_from_py_object)]
 pub struct Headers {
     request: Arc<RequestData>,
@@ -123,7 +141,7 @@ impl Headers {
         Ok(names.try_iter()?.into_any().unbind())
     }
 
-    /// The combined value of `name`, or `default` when absent.
+    /// The combined value of ``name``, or ``default`` when it is absent.
     #[pyo3(signature = (name, default = None))]
     fn get(&self, py: Python<'_>, name: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         match self.combined(name) {
@@ -132,7 +150,7 @@ impl Headers {
         }
     }
 
-    /// Every value of `name`, one per field line, in the order received.
+    /// Every value of ``name``, one per field line, in the order received.
     fn get_all(&self, name: &str) -> Vec<String> {
         self.values(name).map(Cow::into_owned).collect()
     }
@@ -161,7 +179,7 @@ impl Headers {
     }
 }
 
-/// A request, as handed to a router's `handle_*` method.
+/// A request, as handed to a router's ``handle_*`` method.
 #[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
 pub struct HttpRequest {
     request: Arc<RequestData>,
@@ -170,6 +188,8 @@ pub struct HttpRequest {
     parameters: PyOnceLock<Py<PyDict>>,
     body: PyOnceLock<Py<PyBytes>>,
     headers: PyOnceLock<Py<Headers>>,
+    /// What trusted proxies say, resolved on first use.
+    forwarded: std::sync::OnceLock<Forwarded>,
 }
 
 impl HttpRequest {
@@ -181,7 +201,28 @@ impl HttpRequest {
             parameters: PyOnceLock::new(),
             body: PyOnceLock::new(),
             headers: PyOnceLock::new(),
+            forwarded: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The forwarding headers' verdict (empty unless the peer is a trusted proxy); a
+    /// malformed value is logged at DEBUG once and otherwise ignored.
+    fn forwarded(&self, py: Python<'_>) -> &Forwarded {
+        if let Some(forwarded) = self.forwarded.get() {
+            return forwarded;
+        }
+        let trusted = &self.connection.proxies.trusted;
+        let resolved = forwarded::resolve(self.connection.peer.ip(), trusted, &self.request.head);
+        if let Some(why) = resolved.ignored {
+            crate::python::logging::log_debug(
+                py,
+                &format!(
+                    "forwarding header from {} ignored: {why}",
+                    self.connection.peer.ip().to_canonical()
+                ),
+            );
+        }
+        self.forwarded.get_or_init(|| resolved)
     }
 
     fn query_pairs(&self) -> form_urlencoded::Parse<'_> {
@@ -191,6 +232,7 @@ impl HttpRequest {
 
 static BODY_PARSER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static METHOD_NAMES: PyOnceLock<[Py<PyString>; KnownMethod::ALL.len()]> = PyOnceLock::new();
+static TEXT_DECODER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pymethods]
 impl HttpRequest {
@@ -214,7 +256,7 @@ impl HttpRequest {
         &self.request.path
     }
 
-    /// `"HTTP/1.1"` or `"HTTP/1.0"`.
+    /// ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
     #[getter]
     fn http_version(&self) -> &'static str {
         if self.request.head.http10 {
@@ -238,7 +280,7 @@ impl HttpRequest {
             .map(|headers| headers.clone_ref(py))
     }
 
-    /// The body, exactly as sent (chunked bodies decoded).
+    /// The body, exactly as sent (a chunked body decoded).
     #[getter]
     fn body(&self, py: Python<'_>) -> Py<PyBytes> {
         self.body
@@ -246,7 +288,27 @@ impl HttpRequest {
             .clone_ref(py)
     }
 
-    /// The decoded query; for a repeated key the last value wins (see `query_all`).
+    /// The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
+    /// names none). Raises ``BadRequest`` when the body is not text in that charset.
+    #[getter]
+    fn text(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let content_type = self.request.head.first_header("content-type");
+        if content_type.is_none() {
+            if let Ok(text) = std::str::from_utf8(&self.request.body) {
+                return Ok(PyString::new(py, text).into_any().unbind());
+            }
+        }
+        let decoder = TEXT_DECODER.get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("godottpd._body")?
+                    .getattr("decode_text")?
+                    .unbind(),
+            )
+        })?;
+        decoder.call1(py, (content_type.map(decode_field), self.body(py)))
+    }
+
+    /// The decoded query; for a repeated key the last value wins.
     #[getter]
     fn query(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
         self.query
@@ -260,7 +322,7 @@ impl HttpRequest {
             .map(|dict| dict.clone_ref(py))
     }
 
-    /// Every value of the query key `name`, in order; empty when absent.
+    /// Every value of the query key ``name``, in order; empty when absent.
     fn query_all(&self, name: &str) -> Vec<String> {
         self.query_pairs()
             .filter(|(key, _)| key == name)
@@ -268,7 +330,7 @@ impl HttpRequest {
             .collect()
     }
 
-    /// The path parameters captured by the route.
+    /// The path parameters the route captured.
     #[getter]
     fn parameters(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
         self.parameters
@@ -282,18 +344,42 @@ impl HttpRequest {
             .map(|dict| dict.clone_ref(py))
     }
 
-    /// `"https"` when the request came over TLS, else `"http"`.
+    /// The client; behind a trusted proxy, the rightmost untrusted address of
+    /// ``Forwarded`` or ``X-Forwarded-For`` (malformed values are ignored).
     #[getter]
-    fn scheme(&self) -> &'static str {
-        self.connection.scheme.as_str()
+    fn client(&self, py: Python<'_>) -> Client {
+        let address = self.forwarded(py).client.unwrap_or(self.connection.peer);
+        Client::at(self.connection.clone(), address)
     }
 
+    /// ``"http"`` or ``"https"``: the connection's, or what a trusted proxy reports
+    /// (``Forwarded: proto=``, ``X-Forwarded-Proto``).
     #[getter]
-    fn client(&self) -> Client {
-        Client::new(self.connection.clone())
+    fn scheme(&self, py: Python<'_>) -> &'static str {
+        self.forwarded(py)
+            .scheme
+            .unwrap_or(self.connection.scheme)
+            .as_str()
     }
 
-    /// The body decoded by its content type: JSON, form fields, multipart parts, or `None`.
+    /// The host the request is for, as ``host[:port]``: the authority of an absolute-form
+    /// target, else the ``Host`` header (RFC 9112 §3.2.2), or what a trusted proxy reports
+    /// (``Forwarded: host=``, ``X-Forwarded-Host``); empty when there is none.
+    #[getter]
+    fn host(&self, py: Python<'_>) -> String {
+        if let Some(host) = &self.forwarded(py).host {
+            return host.clone();
+        }
+        decode_field(self.request.head.host()).into_owned()
+    }
+
+    /// The body decoded by its content type.
+    ///
+    /// JSON for ``application/json``, a ``dict`` for
+    /// ``application/x-www-form-urlencoded``, a list of ``FormPart`` for
+    /// ``multipart/form-data``; ``None`` for other types or an empty body. Raises
+    /// ``BadRequest`` (a ``ValueError``) when the body does not decode; escaping the
+    /// handler, it answers ``400``.
     fn get_body_parsed(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let Some(content_type) = self.request.head.first_header("content-type") else {
             return Ok(py.None());
@@ -307,7 +393,7 @@ impl HttpRequest {
         parser.call1(py, (decode_field(content_type), self.body(py)))
     }
 
-    /// The cookies the request carries (every `Cookie` line), name to value.
+    /// The cookies the request carries.
     fn get_cookies(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
         let dict = PyDict::new(py);
         for line in self.request.head.header_values("cookie") {

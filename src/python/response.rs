@@ -49,7 +49,7 @@ struct State {
     server_identifier: Option<String>,
 }
 
-/// A response to one request.
+/// The response to one request; send it once with ``send``, ``send_raw`` or ``json``.
 #[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
 pub struct HttpResponse {
     context: ReplyContext,
@@ -286,7 +286,7 @@ impl HttpResponse {
         Client::new(self.context.connection.clone())
     }
 
-    /// Sent as `Server`; an empty string sends no `Server` header.
+    /// Sent as ``Server``; an empty string sends no ``Server`` header.
     #[getter(server_identifier)]
     fn get_server_identifier(&self) -> String {
         self.state()
@@ -306,7 +306,7 @@ impl HttpResponse {
         Ok(())
     }
 
-    /// The headers set with `set()`; live, so entries assigned here are sent too.
+    /// The headers to send; live, so entries assigned here are sent too.
     #[getter]
     fn headers(&self, py: Python<'_>) -> Py<PyDict> {
         self.headers
@@ -314,7 +314,7 @@ impl HttpResponse {
             .clone_ref(py)
     }
 
-    /// The `Set-Cookie` values added with `cookie()`, one header line each.
+    /// The ``Set-Cookie`` values to send, one line each.
     #[getter]
     fn cookies(&self, py: Python<'_>) -> Py<PyList> {
         self.cookies
@@ -322,7 +322,7 @@ impl HttpResponse {
             .clone_ref(py)
     }
 
-    /// Whether a `send*` call has gone through.
+    /// Whether the response has been sent.
     #[getter(is_sent)]
     fn is_sent_flag(&self) -> bool {
         self.is_sent()
@@ -369,7 +369,7 @@ impl HttpResponse {
         }
     }
 
-    /// Sends a str body, UTF-8 encoded.
+    /// Sends a ``str`` body, UTF-8 encoded; ``text/*`` types get ``; charset=utf-8``.
     #[pyo3(signature = (status_code, data = None, content_type = "text/html"))]
     fn send(
         &self,
@@ -396,7 +396,7 @@ impl HttpResponse {
         self.finish(py, status, content_type.as_bytes(), text.as_bytes())
     }
 
-    /// Sends a dict or a list as `application/json`.
+    /// Sends a dict or a list as ``application/json``.
     fn json(&self, py: Python<'_>, status_code: i64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let status = check_status(status_code)?;
         if !data.is_instance_of::<PyDict>() && !data.is_instance_of::<PyList>() {
@@ -429,7 +429,14 @@ impl HttpResponse {
         headers.set_item(field, value)
     }
 
-    /// Adds a cookie, sent as its own `Set-Cookie` line.
+    /// Adds a cookie, sent as its own ``Set-Cookie`` line.
+    ///
+    /// Options as GodotTPD spells them or in Python's spelling: ``domain``, ``path``,
+    /// ``expires`` (a ``datetime``, a Unix time or an HTTP date), ``max-age``/``max_age``
+    /// (an ``int`` or a string of digits), ``secure``, ``httpOnly``/``http_only``
+    /// (``True`` or ``"true"``), ``sameSite``/``same_site`` (``"Strict"``, ``"Lax"``,
+    /// ``"None"``, or ``True`` for Strict), ``partitioned`` (needs ``secure``). A bad
+    /// name, value or option, or an unknown option, is a ``ValueError``.
     #[pyo3(signature = (name, value, options = None))]
     fn cookie(
         &self,
@@ -477,27 +484,50 @@ fn apply_cookie_option(spec: &mut CookieSpec, key: &str, value: &Bound<'_, PyAny
         Attribute::Domain => spec.domain = Some(option_text(value, key)?),
         Attribute::Path => spec.path = Some(option_text(value, key)?),
         Attribute::Expires => spec.expires = Some(expiry_time(value)?),
-        Attribute::MaxAge => {
-            if value.is_instance_of::<pyo3::types::PyBool>() || !value.is_instance_of::<PyInt>() {
-                return Err(PyValueError::new_err(
-                    "cookie max-age must be an int (seconds)",
-                ));
-            }
-            spec.max_age = Some(value.extract()?);
-        }
+        Attribute::MaxAge => spec.max_age = Some(max_age(value)?),
         Attribute::Secure => spec.secure = option_flag(value, key)?,
         Attribute::HttpOnly => spec.http_only = option_flag(value, key)?,
         Attribute::Partitioned => spec.partitioned = option_flag(value, key)?,
         Attribute::SameSite => {
+            // GodotTPD writes `{"sameSite": true}` for Strict; `False` sends no attribute.
+            if value.is_instance_of::<pyo3::types::PyBool>() {
+                spec.same_site = value.is_truthy()?.then_some(SameSite::Strict);
+                return Ok(());
+            }
             let text = option_text(value, key)?;
             spec.same_site = Some(SameSite::parse(&text).ok_or_else(|| {
                 PyValueError::new_err(format!(
-                    "cookie sameSite must be Strict, Lax or None, not {text:?}"
+                    "cookie sameSite must be Strict, Lax, None or True (Strict), not {text:?}"
                 ))
             })?);
         }
     }
     Ok(())
+}
+
+/// `max-age`: an int, or a string of digits as GDScript code must write it (`"60"`).
+/// RFC 6265 §5.2.2: `max-age-av = "Max-Age=" non-zero-digit *DIGIT`, a leading `-` allowed
+/// when parsing (it expires the cookie at once).
+fn max_age(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let invalid =
+        || PyValueError::new_err("cookie max-age must be an int or a string of digits (seconds)");
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(invalid());
+    }
+    if value.is_instance_of::<PyInt>() {
+        return value.extract().map_err(|_| {
+            PyValueError::new_err("cookie max-age is out of range (a 64-bit number of seconds)")
+        });
+    }
+    let text: String = value.extract().map_err(|_| invalid())?;
+    let text = text.trim();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    text.parse().map_err(|_| {
+        PyValueError::new_err("cookie max-age is out of range (a 64-bit number of seconds)")
+    })
 }
 
 fn option_text(value: &Bound<'_, PyAny>, key: &str) -> PyResult<String> {

@@ -76,8 +76,9 @@ impl HandlerRoute for PyRoute {
     }
 }
 
-/// Base class of request handlers: subclass it and override any `handle_*` method. The
-/// inherited ones answer `405 Method Not Allowed` with the right `Allow` header.
+/// Base class of request handlers: override any ``handle_*`` method.
+///
+/// The inherited methods answer ``405 Method Not Allowed`` with an ``Allow`` header.
 #[pyclass(subclass, module = "godottpd._godottpd")]
 pub struct HttpRouter;
 

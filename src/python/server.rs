@@ -11,18 +11,22 @@ use pyo3::types::{PyString, PyTuple};
 use crate::app::config::{LiveConfig, Target};
 use crate::app::cors::Cors;
 use crate::app::exchange::{AccessEvent, StopSignal};
+use crate::app::forwarded::{ProxySettings, TrustedProxies};
 use crate::app::routes::Pattern;
 use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::http::token::is_field_value;
 use crate::io::engine::Engine;
-use crate::io::listener::{accept_loop, bind};
+use crate::io::listener::accept_loop;
 use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::access_log::log_thread;
+use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS};
 use crate::python::file_router::HttpFileRouter;
-use crate::python::handler_threads::{run_ready, wait_and_run, HandlerPool, PythonApp, Work};
+use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
+use crate::python::waiting::poll_jobs;
+use crate::python::workers::{self, ListenSource};
 
 /// How long a body may arrive at any rate before `min_body_rate` applies.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
@@ -33,6 +37,8 @@ const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 struct Settings {
     port: u16,
     bind_address: String,
+    /// The inherited socket (`socket=`), or how to bind (see `workers`).
+    listen: ListenSource,
 }
 
 /// Where Python handlers run: the three modes of `HttpServer(threaded=..., handler_threads=...)`.
@@ -91,7 +97,22 @@ impl Running {
     }
 }
 
-/// An HTTP/1.1 server.
+/// An HTTP/1.1 server. ``start()`` returns at once; the server runs on its own threads.
+///
+/// ``port`` is an ``int`` (a ``bool`` is a ``TypeError``), 0 picks a free port. Limits, past
+/// which the client gets 414, 431, 413, 408 or 503 and the server carries on:
+/// ``max_request_line`` (8192), ``max_head_size`` (16384), ``max_headers`` (100, at most
+/// 256), ``max_body_size`` (10 MiB), ``header_timeout`` (10 s), ``body_timeout`` (30 s),
+/// ``keepalive_timeout`` (5 s), ``write_timeout`` (30 s), ``max_connections`` (1024).
+/// ``shutdown_grace`` (5 s) bounds ``stop()``; every timeout is at most 1e9 s.
+/// ``io_threads`` (1, at most 64) own the sockets; ``handler_threads`` (8, at most 256; 0
+/// runs handlers on the I/O thread) run Python; ``threaded=False`` runs them in ``poll()``.
+/// A value out of range is a ``ValueError`` naming the argument and its bound.
+/// ``min_body_rate`` (1024 bytes/s, 0: none) cuts a body that arrives slower on average once
+/// 5 s have passed (408). ``trusted_proxies``: addresses or networks (``"10.0.0.0/8"``,
+/// ``"*"``) whose forwarding headers are believed. ``proxy_protocol``: every connection
+/// starts with a PROXY protocol v1/v2 header; one without is closed. ``socket``: serve
+/// this already-listening socket (or file descriptor) instead of binding.
 #[pyclass(frozen, module = "godottpd._godottpd")]
 pub struct HttpServer {
     settings: Mutex<Settings>,
@@ -102,6 +123,8 @@ pub struct HttpServer {
     access_log: bool,
     config: Arc<LiveConfig<PyRoute>>,
     running: Mutex<Option<Running>>,
+    /// `trusted_proxies` and `proxy_protocol`.
+    proxies: Arc<ProxySettings>,
     /// With `tls_cert` and `tls_key`: the server speaks only HTTPS.
     tls: Option<Arc<TlsAcceptor>>,
 }
@@ -126,11 +149,6 @@ fn positive_count(name: &str, value: i64) -> PyResult<usize> {
             "{name} must be a positive integer, not {value}"
         ))),
     }
-}
-
-fn check_port(port: i64) -> PyResult<u16> {
-    u16::try_from(port)
-        .map_err(|_| PyValueError::new_err(format!("port must be in 0..=65535, not {port}")))
 }
 
 fn check_identifier(identifier: &str) -> PyResult<()> {
@@ -179,8 +197,16 @@ impl HttpServer {
 #[pymethods]
 impl HttpServer {
     #[new]
+    #[pyo3(
+        text_signature = "(port=8080, bind_address='*', server_identifier='GodotTPD', *, \
+        threaded=True, max_request_line=8192, max_head_size=16384, max_headers=100, \
+        max_body_size=10485760, header_timeout=10.0, body_timeout=30.0, \
+        keepalive_timeout=5.0, write_timeout=30.0, min_body_rate=1024, max_connections=1024, \
+        shutdown_grace=5.0, io_threads=1, handler_threads=8, access_log=False, \
+        trusted_proxies=None, proxy_protocol=False, socket=None, tls_cert=None, tls_key=None)"
+    )]
     #[pyo3(signature = (
-        port = 8080,
+        port = arguments::Port(8080),
         bind_address = "*",
         server_identifier = "GodotTPD",
         *,
@@ -199,12 +225,15 @@ impl HttpServer {
         io_threads = 1,
         handler_threads = 8,
         access_log = false,
+        trusted_proxies = None,
+        proxy_protocol = false,
+        socket = None,
         tls_cert = None,
         tls_key = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        port: i64,
+        port: arguments::Port,
         bind_address: &str,
         server_identifier: &str,
         threaded: bool,
@@ -222,9 +251,20 @@ impl HttpServer {
         io_threads: i64,
         handler_threads: i64,
         access_log: bool,
+        trusted_proxies: Option<Vec<String>>,
+        proxy_protocol: bool,
+        socket: Option<&Bound<'_, PyAny>>,
         tls_cert: Option<std::path::PathBuf>,
         tls_key: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
+        let trusted_proxies = trusted_proxies.unwrap_or_default();
+        let trusted = TrustedProxies::parse(trusted_proxies.iter().map(String::as_str))
+            .map_err(|entry| {
+                PyValueError::new_err(format!(
+                    "trusted_proxies: {entry:?} is not an address, a network (\"10.0.0.0/8\") or \"*\""
+                ))
+            })?;
+        let inherited = socket.map(workers::inherited_socket).transpose()?;
         check_identifier(server_identifier)?;
         let max_headers = positive_count("max_headers", max_headers)?;
         if max_headers > MAX_HEADERS_CEILING {
@@ -256,31 +296,32 @@ impl HttpServer {
             })?,
             body_rate_grace: BODY_RATE_GRACE,
             max_connections: positive_count("max_connections", max_connections)?,
-            shutdown_grace: if shutdown_grace >= 0.0 && shutdown_grace.is_finite() {
-                Duration::from_secs_f64(shutdown_grace)
-            } else {
-                return Err(PyValueError::new_err(format!(
-                    "shutdown_grace must be >= 0 seconds, not {shutdown_grace}"
-                )));
-            },
+            shutdown_grace: arguments::non_negative_seconds("shutdown_grace", shutdown_grace)?,
         };
         Ok(HttpServer {
             settings: Mutex::new(Settings {
-                port: check_port(port)?,
+                port: port.0,
                 bind_address: bind_address.to_owned(),
+                listen: ListenSource {
+                    inherited,
+                    ..ListenSource::default()
+                },
+            }),
+            proxies: Arc::new(ProxySettings {
+                trusted,
+                proxy_protocol,
             }),
             limits,
             mode: HandlerMode::new(
                 threaded,
-                usize::try_from(handler_threads)
-                    .map_err(|_| {
-                        PyValueError::new_err(format!(
-                            "handler_threads must be >= 0, not {handler_threads}"
-                        ))
-                    })?
-                    .min(256),
+                arguments::capped_count(
+                    "handler_threads",
+                    handler_threads,
+                    0,
+                    MAX_HANDLER_THREADS,
+                )?,
             ),
-            io_threads: positive_count("io_threads", io_threads)?.min(64),
+            io_threads: arguments::capped_count("io_threads", io_threads, 1, MAX_IO_THREADS)?,
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
@@ -288,15 +329,15 @@ impl HttpServer {
         })
     }
 
-    /// The port; once started, the port actually bound (useful with `port=0`).
+    /// The port; once started, the one actually bound.
     #[getter]
     fn get_port(&self) -> u16 {
         lock(&self.settings).port
     }
 
     #[setter]
-    fn set_port(&self, port: i64) -> PyResult<()> {
-        let port = check_port(port)?;
+    fn set_port(&self, port: &Bound<'_, PyAny>) -> PyResult<()> {
+        let port = arguments::port(port)?;
         if self.is_running() {
             return Err(PyRuntimeError::new_err(
                 "cannot change the port of a running server",
@@ -366,14 +407,13 @@ impl HttpServer {
         }
     }
 
-    /// Whether handlers run on the server's own thread (`True`) or in `poll()`.
+    /// Whether handlers run on the server's thread (else in ``poll()``).
     #[getter]
     fn threaded(&self) -> bool {
         self.mode != HandlerMode::Poll
     }
 
-    /// Adds a route; routes are tried in registration order and the first match wins.
-    /// An `HttpFileRouter` takes its path as a prefix and serves everything below it.
+    /// Adds a route; the first registered match wins.
     fn register_router(&self, path: &str, router: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(files) = router.cast::<HttpFileRouter>() {
             let pattern =
@@ -394,7 +434,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Turns CORS on for `allowed_origins` (a list of origins, or `["*"]`).
+    /// Turns CORS on for the given origins (``"*"`` for all).
     #[pyo3(signature = (
         allowed_origins,
         access_control_allowed_methods = "POST, GET, OPTIONS",
@@ -426,8 +466,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Starts listening and serving; returns once the socket listens. Raises `OSError` if
-    /// it cannot listen. A second call does nothing.
+    /// Listens and serves; raises ``OSError`` if it cannot listen.
     fn start(&self) -> PyResult<()> {
         let mut running = lock(&self.running);
         if running.is_some() {
@@ -437,12 +476,15 @@ impl HttpServer {
             let settings = lock(&self.settings);
             (settings.bind_address.clone(), settings.port)
         };
-        let std_listener = bind(&bind_address, port).map_err(|error| {
-            PyOSError::new_err((
-                error.raw_os_error().unwrap_or(0),
-                format!("cannot listen on {bind_address}:{port}: {error}"),
-            ))
-        })?;
+        let std_listener = lock(&self.settings)
+            .listen
+            .listen(&bind_address, port)
+            .map_err(|error| {
+                workers::listen_error(
+                    &error,
+                    format!("cannot listen on {bind_address}:{port}: {error}"),
+                )
+            })?;
         let bound_port = std_listener
             .local_addr()
             .map(|address| address.port())
@@ -484,13 +526,15 @@ impl HttpServer {
             HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
             _ => None,
         };
-        let engine = Arc::new(Engine::new(
+        let mut engine = Engine::new(
             self.limits.clone(),
             self.config.clone(),
             PythonApp::new(work, job_signal.clone()),
             StopSignal::new(),
             log_sender,
-        ));
+        );
+        engine.proxies = self.proxies.clone();
+        let engine = Arc::new(engine);
         runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
         let thread_error = |error: std::io::Error| {
             PyOSError::new_err(format!("cannot start the handler threads: {error}"))
@@ -518,8 +562,7 @@ impl HttpServer {
         Ok(())
     }
 
-    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, closes every
-    /// connection and returns. A second call does nothing.
+    /// Finishes in-flight requests (up to ``shutdown_grace``), then closes.
     fn stop(&self, py: Python<'_>) {
         let Some(running) = lock(&self.running).take() else {
             return;
@@ -532,7 +575,11 @@ impl HttpServer {
         } = running;
         // Refuse new connections first: the accept loop, which owns the socket, ends only
         // on the stop signal, so the descriptor is still its own here.
-        stop_accepting(listener_fd);
+        // An inherited socket is left accepting: its connections wait in the backlog for
+        // the next server (systemd socket activation, a supervisor's other workers).
+        if lock(&self.settings).listen.inherited.is_none() {
+            stop_accepting(listener_fd);
+        }
         engine.stop.cancel();
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
         let (runtime, pool, jobs) = match handlers {
@@ -567,9 +614,7 @@ impl HttpServer {
         }
     }
 
-    /// Runs the handlers of the requests that are waiting, on this thread, and returns how
-    /// many ran; with `timeout`, first waits up to that many seconds for one. Poll mode only
-    /// (`HttpServer(threaded=False)`).
+    /// Runs waiting handlers on this thread (poll mode); returns how many ran.
     #[pyo3(signature = (timeout = 0.0))]
     fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
         if self.mode != HandlerMode::Poll {
@@ -586,32 +631,68 @@ impl HttpServer {
             return Ok(0);
         };
         // Another thread polling at the same time has the jobs; this call finds none.
-        let Ok(receiver) = jobs.try_lock() else {
-            return Ok(0);
+        let receiver = match jobs.try_lock() {
+            Ok(receiver) => receiver,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
         };
-        let ran = if timeout > 0.0 {
-            wait_and_run(py, &receiver, Duration::from_secs_f64(timeout))
-        } else {
-            run_ready(py, &receiver)
-        };
-        Ok(ran.jobs)
+        poll_jobs(py, &receiver, timeout)
     }
 
-    /// Starts (if needed) and serves until `stop()` is called, Ctrl-C is pressed or SIGTERM
-    /// arrives (both stop gracefully: Ctrl-C then raises `KeyboardInterrupt`, SIGTERM
-    /// returns normally); in poll mode it runs the handlers itself.
-    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        self.start()?;
-        // SIGTERM's handling lives in one place, `godottpd._signals`.
-        let signals = py.import("godottpd._signals")?;
-        let previous = signals.call_method0("install")?;
-        let outcome = self.serve_until_stopped(py);
-        signals.call_method1("restore", (previous,))?;
-        match outcome {
-            // Asked to stop by SIGTERM: stopped gracefully, so return like `stop()` would.
-            Err(error) if error.is_instance(py, &signals.getattr("Terminated")?) => Ok(()),
-            other => other,
+    /// Serves until ``stop()`` is called, Ctrl-C is pressed or SIGTERM arrives (both stop
+    /// gracefully: Ctrl-C then raises ``KeyboardInterrupt``, SIGTERM returns normally).
+    ///
+    /// With ``workers`` other than 1 (0: one per core), forks that many worker processes
+    /// serving the same port (``SO_REUSEPORT``), restarts one that dies, stops all
+    /// gracefully on Ctrl-C or SIGTERM and returns when all have stopped. Call it instead
+    /// of ``start()``, from the main thread, after registering the routes.
+    #[pyo3(signature = (workers = 1))]
+    fn serve_forever(slf: &Bound<'_, Self>, py: Python<'_>, workers: i64) -> PyResult<()> {
+        let server = slf.get();
+        if workers != 1 {
+            let count = workers::worker_count(workers)?;
+            server.prepare_workers(py)?;
+            let grace = server.limits.shutdown_grace.as_secs_f64();
+            let outcome = py
+                .import("godottpd._workers")?
+                .getattr("supervise")?
+                .call1((slf, count, grace));
+            lock(&server.settings).listen.release();
+            return outcome.map(drop);
         }
+        server.serve_in_process(py)
+    }
+
+    /// Before ``serve_forever(workers=N)``: reserves the workers' port; returns it.
+    #[pyo3(name = "_prepare_workers")]
+    fn prepare_workers_py(&self, py: Python<'_>) -> PyResult<u16> {
+        self.prepare_workers(py)
+    }
+
+    /// In a forked worker: serves until SIGTERM, then ends the process.
+    fn _serve_worker(&self, py: Python<'_>, supervisor: i32) -> PyResult<()> {
+        if !workers::become_worker(py, supervisor)? {
+            workers::exit_worker(py, 0);
+        }
+        if let Err(error) = self.start() {
+            error.print(py);
+            workers::exit_worker(py, 3);
+        }
+        let code = match self.serve_in_process(py) {
+            Ok(()) => 0,
+            Err(error) if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => 0,
+            Err(error) => {
+                error.print(py);
+                1
+            }
+        };
+        workers::exit_worker(py, code)
+    }
+
+    /// Whether every connection must start with a PROXY protocol header.
+    #[getter]
+    fn proxy_protocol(&self) -> bool {
+        self.proxies.proxy_protocol
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -680,6 +761,54 @@ fn stop_accepting(listener_fd: std::os::fd::RawFd) {
 }
 
 impl HttpServer {
+    /// `serve_forever()` in this process.
+    fn serve_in_process(&self, py: Python<'_>) -> PyResult<()> {
+        self.start()?;
+        // SIGTERM's handling lives in one place, `godottpd._signals`.
+        let signals = py.import("godottpd._signals")?;
+        let previous = signals.call_method0("install")?;
+        let outcome = self.serve_until_stopped(py);
+        signals.call_method1("restore", (previous,))?;
+        match outcome {
+            // Asked to stop by SIGTERM: stopped gracefully, so return like `stop()` would.
+            Err(error) if error.is_instance(py, &signals.getattr("Terminated")?) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Checks that forking is safe (not running: no runtime thread exists; the main
+    /// thread) and reserves the workers' port.
+    fn prepare_workers(&self, py: Python<'_>) -> PyResult<u16> {
+        if self.is_running() {
+            return Err(PyRuntimeError::new_err(
+                "serve_forever(workers=N) forks: call it on a server that is not running \
+                 (not after start()), so that no I/O thread exists at the fork",
+            ));
+        }
+        let threading = py.import("threading")?;
+        if !threading
+            .call_method0("current_thread")?
+            .is(&threading.call_method0("main_thread")?)
+        {
+            return Err(PyRuntimeError::new_err(
+                "serve_forever(workers=N) must be called from the main thread",
+            ));
+        }
+        let mut settings = lock(&self.settings);
+        let (bind_address, port) = (settings.bind_address.clone(), settings.port);
+        let bound = settings
+            .listen
+            .reserve(&bind_address, port)
+            .map_err(|error| {
+                workers::listen_error(
+                    &error,
+                    format!("cannot listen on {bind_address}:{port}: {error}"),
+                )
+            })?;
+        settings.port = bound;
+        Ok(bound)
+    }
+
     fn serve_until_stopped(&self, py: Python<'_>) -> PyResult<()> {
         loop {
             if !self.is_running() {

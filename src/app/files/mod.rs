@@ -48,8 +48,9 @@ pub struct FileRoute {
     /// Lowercase, without the dot.
     extensions: Vec<String>,
     exclude_extensions: Vec<String>,
-    /// Header lines added to every answer of this router.
-    extra_lines: &'static [u8],
+    /// Header lines added to every answer of this router (cross-origin isolation,
+    /// `Cache-Control`).
+    extra_lines: Box<[u8]>,
 }
 
 /// One request for a file router, with what its answer needs.
@@ -149,7 +150,7 @@ struct Reply<'a> {
 impl<'a> Reply<'a> {
     fn new(route: &FileRoute, request: &'a FileRequest) -> Self {
         let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
-        extra_lines.extend_from_slice(route.extra_lines);
+        extra_lines.extend_from_slice(&route.extra_lines);
         Reply {
             request,
             extra_lines,
@@ -425,16 +426,25 @@ fn normalize_extensions(name: &str, extensions: &[String]) -> Result<Vec<String>
         .collect()
 }
 
+/// What a file router is asked to do, beyond its folder.
+#[derive(Debug, Clone, Default)]
+pub struct FileSettings {
+    pub index_page: String,
+    pub fallback_page: String,
+    pub extensions: Vec<String>,
+    pub exclude_extensions: Vec<String>,
+    pub cross_origin_isolation: bool,
+    /// The `Cache-Control` value of every answer, or none.
+    pub cache_control: Option<String>,
+}
+
+/// Godot scripts: a project folder served as it is must not leak its source, so these are
+/// never served whatever `exclude_extensions` says (GodotTPD refuses them too).
+const NEVER_SERVED: &[&str] = &["gd"];
+
 impl FileRoute {
     /// A router for the folder `root`, which must be canonical (see the field).
-    pub fn new(
-        root: PathBuf,
-        index_page: &str,
-        fallback_page: &str,
-        extensions: &[String],
-        exclude_extensions: &[String],
-        cross_origin_isolation: bool,
-    ) -> Result<FileRoute, SettingsError> {
+    pub fn new(root: PathBuf, settings: &FileSettings) -> Result<FileRoute, SettingsError> {
         let page = |what: &str, page: &str| {
             resolve::page_path(page).map_err(|_| {
                 SettingsError(format!(
@@ -442,24 +452,45 @@ impl FileRoute {
                 ))
             })
         };
-        let index = page("index_page", index_page)?;
-        let fallback = if fallback_page.is_empty() {
+        let index = page("index_page", &settings.index_page)?;
+        let fallback = if settings.fallback_page.is_empty() {
             None
         } else {
-            Some(page("fallback_page", fallback_page)?)
+            Some(page("fallback_page", &settings.fallback_page)?)
         };
+        let mut exclude_extensions =
+            normalize_extensions("exclude_extensions", &settings.exclude_extensions)?;
+        for never in NEVER_SERVED {
+            if !exclude_extensions
+                .iter()
+                .any(|extension| extension == never)
+            {
+                exclude_extensions.push((*never).to_owned());
+            }
+        }
+        let mut extra_lines = Vec::new();
+        if settings.cross_origin_isolation {
+            extra_lines.extend_from_slice(CROSS_ORIGIN_ISOLATION);
+        }
+        if let Some(value) = settings.cache_control.as_deref().map(str::trim) {
+            // RFC 9110 §5.5: a field value holds no CR, LF or NUL (nor other controls).
+            if value.is_empty() || !crate::http::token::is_field_value(value.as_bytes()) {
+                return Err(SettingsError(format!(
+                    "cache_control {value:?} is empty or holds a control character"
+                )));
+            }
+            extra_lines.extend_from_slice(b"Cache-Control: ");
+            extra_lines.extend_from_slice(value.as_bytes());
+            extra_lines.extend_from_slice(b"\r\n");
+        }
         Ok(FileRoute {
             root,
             fallback_is_index: fallback.as_ref() == Some(&index),
             index_page: index,
             fallback_page: fallback,
-            extensions: normalize_extensions("extensions", extensions)?,
-            exclude_extensions: normalize_extensions("exclude_extensions", exclude_extensions)?,
-            extra_lines: if cross_origin_isolation {
-                CROSS_ORIGIN_ISOLATION
-            } else {
-                b""
-            },
+            extensions: normalize_extensions("extensions", &settings.extensions)?,
+            exclude_extensions,
+            extra_lines: extra_lines.into_boxed_slice(),
         })
     }
 }

@@ -9,6 +9,11 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::io::tls::config::{server_config, Resumption, TlsFileError, TlsFiles};
+use crate::io::tls::prefixed::Prefixed;
+
+/// What a TLS connection runs on: TCP, after any bytes read ahead of the handshake (what
+/// followed a PROXY protocol header).
+pub type TlsStream = tokio_rustls::server::TlsStream<Prefixed<TcpStream>>;
 
 /// A TLS record of content type `handshake` starts with this byte (RFC 8446 §5.1,
 /// `ContentType handshake(22)`; a TLS 1.2 ClientHello the same, RFC 5246 §6.2.1).
@@ -52,10 +57,10 @@ impl TlsAcceptor {
 /// What a new connection on an HTTPS port turned out to be.
 pub enum Accepted {
     /// The handshake completed.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
     /// The first byte is an ASCII letter: a plain HTTP request line (RFC 9112 §3: a request
     /// starts with its method, a token). It gets a cleartext 400.
-    PlainHttp(TcpStream),
+    PlainHttp(Prefixed<TcpStream>),
     /// Anything else: garbage, an unsupported version or cipher, a handshake cut short or
     /// not done by `deadline`, a client that left. The connection just closes.
     Failed,
@@ -63,16 +68,19 @@ pub enum Accepted {
 
 /// Looks at the first byte, then runs the handshake, all by `deadline` (the connection's
 /// `header_timeout`, counted from the accept).
-pub async fn accept(tcp: TcpStream, acceptor: &TlsAcceptor, deadline: Instant) -> Accepted {
-    let mut first = [0u8; 1];
-    match timeout_at(deadline, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
+pub async fn accept(
+    tcp: Prefixed<TcpStream>,
+    acceptor: &TlsAcceptor,
+    deadline: Instant,
+) -> Accepted {
+    let first = match timeout_at(deadline, tcp.peek_first()).await {
+        Ok(Some(first)) => first,
         _ => return Accepted::Failed,
-    }
-    if first[0].is_ascii_alphabetic() {
+    };
+    if first.is_ascii_alphabetic() {
         return Accepted::PlainHttp(tcp);
     }
-    if first[0] != HANDSHAKE_RECORD {
+    if first != HANDSHAKE_RECORD {
         return Accepted::Failed;
     }
     let handshake = tokio_rustls::TlsAcceptor::from(acceptor.current()).accept(tcp);

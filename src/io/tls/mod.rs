@@ -6,6 +6,7 @@
 
 pub(crate) mod acceptor;
 pub(crate) mod config;
+pub(crate) mod prefixed;
 pub(crate) mod refuse;
 pub(crate) mod self_signed;
 
@@ -23,7 +24,7 @@ use acceptor::{accept, Accepted, TlsAcceptor};
 
 /// A TLS stream has no descriptor `sendfile(2)` could write plaintext to: file bodies are
 /// encrypted from the transport's bounded copy buffer (the trait's default).
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+impl Transport for acceptor::TlsStream {}
 
 /// Serves one connection on an HTTPS port: the handshake, within `header_timeout` of the
 /// accept, then the same connection code as plain TCP, whose wait for the first request
@@ -38,11 +39,20 @@ pub async fn serve_tls<A: Application>(
     let accepted_at = Instant::now();
     let deadline = accepted_at + engine.limits.header_timeout;
     // A handshake still under way when the server stops is dropped at once, as an idle
-    // connection is: it has no request in flight to finish.
-    let accepted = tokio::select! {
-        accepted = accept(tcp, &tls, deadline) => accepted,
+    // connection is: it has no request in flight to finish. A PROXY header, when the server
+    // expects one, comes first and counts against the same deadline.
+    let handshake = async {
+        let (client, tcp) = refuse::read_ahead(tcp, &engine, deadline).await?;
+        Some((client, accept(tcp, &tls, deadline).await))
+    };
+    let (client, accepted) = tokio::select! {
+        accepted = handshake => match accepted {
+            Some(accepted) => accepted,
+            None => return,
+        },
         () = engine.stop.cancelled() => return,
     };
+    let peer = client.unwrap_or(peer);
     match accepted {
         Accepted::Tls(stream) => {
             connection::serve_accepted(*stream, peer, Scheme::Https, engine, accepted_at).await

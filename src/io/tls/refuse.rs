@@ -11,7 +11,9 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::http::encode::{encode_simple, Persistence, ServerHeaders};
 use crate::io::engine::{Application, Engine};
+use crate::io::proxy_header::read_proxy_header;
 use crate::io::tls::acceptor::{accept, Accepted, TlsAcceptor};
+use crate::io::tls::prefixed::Prefixed;
 
 /// How long, and how much, a refused client may still send before the socket is dropped
 /// (closing with unread input sends RST, which can destroy the answer before it is read).
@@ -75,10 +77,13 @@ fn https_url(local: Option<SocketAddr>) -> String {
 /// Plain HTTP on the HTTPS port: a cleartext `400` that says so, then close. There is no
 /// redirect: the request has not been read, and a client that sends cleartext to this port
 /// is best told plainly.
-pub async fn refuse_plain_http<A: Application>(mut tcp: TcpStream, engine: Arc<Engine<A>>) {
+pub async fn refuse_plain_http<A: Application>(
+    mut tcp: Prefixed<TcpStream>,
+    engine: Arc<Engine<A>>,
+) {
     let body = format!(
         "Bad Request: this port speaks HTTPS, not plain HTTP; use {}\n",
-        https_url(tcp.local_addr().ok())
+        https_url(tcp.inner().local_addr().ok())
     );
     let answer = encode(&engine, 400, b"", body.as_bytes());
     answer_and_close(&mut tcp, &answer).await;
@@ -93,7 +98,10 @@ pub async fn refuse_busy<A: Application>(
     engine: Arc<Engine<A>>,
 ) {
     let deadline = Instant::now() + REFUSAL_TIME;
-    match accept(tcp, &acceptor, deadline).await {
+    let Some(tcp) = read_ahead(tcp, &engine, deadline).await else {
+        return;
+    };
+    match accept(tcp.1, &acceptor, deadline).await {
         Accepted::Tls(mut stream) => {
             let answer = encode(
                 &engine,
@@ -106,4 +114,22 @@ pub async fn refuse_busy<A: Application>(
         Accepted::PlainHttp(tcp) => refuse_plain_http(tcp, engine).await,
         Accepted::Failed => {}
     }
+}
+
+/// With `proxy_protocol=True`, reads the PROXY header that comes before the TLS handshake
+/// (a load balancer sends it in cleartext); returns the client it names (or the socket's
+/// peer) and the stream with whatever followed the header in front of it. `None`: no valid
+/// header by `deadline`, close at once.
+pub async fn read_ahead<A: Application>(
+    mut tcp: TcpStream,
+    engine: &Engine<A>,
+    deadline: Instant,
+) -> Option<(Option<SocketAddr>, Prefixed<TcpStream>)> {
+    let mut prefix = bytes::BytesMut::new();
+    if !engine.proxies.proxy_protocol {
+        return Some((None, Prefixed::new(prefix, tcp)));
+    }
+    let peer = tcp.peer_addr().ok()?;
+    let client = read_proxy_header(&mut tcp, &mut prefix, peer, deadline).await?;
+    Some((Some(client), Prefixed::new(prefix, tcp)))
 }
