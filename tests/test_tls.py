@@ -682,3 +682,50 @@ def test_stop_does_not_wait_for_a_stalled_handshake(https: Any, tls_certs: Any) 
     server.stop()
     assert time.monotonic() - started < 2.0
     assert stalled.is_closed(timeout=3)
+
+
+# --------------------------------------------------------------------------- #
+# Behind a load balancer: PROXY protocol before the handshake, trusted proxies
+# --------------------------------------------------------------------------- #
+
+
+def proxied_request(server: HttpServer, tls_certs: Any, header: bytes, path: str) -> bytes:
+    """Sends ``header`` in cleartext, then a TLS handshake and one request on the same
+    socket (as HAProxy does with ``send-proxy`` in front of an HTTPS backend)."""
+    context = tls_certs.client_context()
+    with socket.create_connection((HOST, server.port), timeout=10) as sock:
+        sock.sendall(header)
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            tls.sendall(build_request("GET", path, {"Connection": "close"}))
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 443\r\n",
+        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+        + socket.inet_aton("203.0.113.9")
+        + socket.inet_aton("127.0.0.1")
+        + (5555).to_bytes(2, "big")
+        + (443).to_bytes(2, "big"),
+    ],
+    ids=["v1", "v2"],
+)
+def test_proxy_protocol_header_then_tls(
+    https: Any, tls_certs: Any, make_router: Any, header: bytes
+) -> None:
+    router = make_router(
+        get=lambda req, res: res.send(200, f"{req.client.host} {req.scheme}", "text/plain")
+    )
+    server = https({"/client": router}, proxy_protocol=True)
+    data = proxied_request(server, tls_certs, header, "/client")
+    assert data.endswith(b"203.0.113.9 https"), data
+    # Without the header the connection is refused (closed), and the server carries on.
+    client = plain_client(server.port)
+    client.send(client_hello(tls_certs))
+    assert closes(client)
+    assert proxied_request(server, tls_certs, header, "/client").endswith(b"203.0.113.9 https")
