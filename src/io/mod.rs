@@ -2,7 +2,8 @@
 //!
 //! The listener accepts (`listener`), one task serves each connection (`connection`),
 //! the stream it runs on is a `transport` (plain TCP, whose file bodies go out with
-//! `sendfile(2)` (`sendfile`), or any other `AsyncRead + AsyncWrite`), and what all connections share is in
+//! `sendfile(2)` (`sendfile`), or any other `AsyncRead + AsyncWrite`: TLS, in `tls`, whose
+//! handshake runs in the connection's task before it), and what all connections share is in
 //! `engine`.
 //!
 //! **Layer rule**: this folder imports `http` and `app`, never `pyo3` or `python`: no tokio

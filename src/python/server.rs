@@ -386,8 +386,11 @@ impl HttpServer {
         lock(&self.running).is_some()
     }
 
-    /// Re-reads `tls_cert` and `tls_key`: connections accepted from now on use them, open
-    /// ones carry on. On an error (`ValueError` naming the file) nothing changes.
+    /// Re-reads ``tls_cert`` and ``tls_key``; new connections use them, open ones carry on.
+    ///
+    /// Raises ``ValueError`` naming the file when one is missing, unreadable, not PEM, or
+    /// the key does not match (the current certificate then stays), and ``RuntimeError``
+    /// on a server without TLS.
     fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
         let Some(tls) = &self.tls else {
             return Err(PyRuntimeError::new_err(
@@ -397,7 +400,7 @@ impl HttpServer {
         py.detach(|| tls.reload()).map_err(file_error)
     }
 
-    /// `"https"` with `tls_cert` and `tls_key`, else `"http"`.
+    /// ``"https"`` for a server made with ``tls_cert`` and ``tls_key``, else ``"http"``.
     #[getter]
     fn scheme(&self) -> &'static str {
         if self.tls.is_some() {

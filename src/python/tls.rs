@@ -27,9 +27,14 @@ fn self_signed_error(error: SelfSignedError) -> PyErr {
     }
 }
 
-/// Returns `(cert_path, key_path)` of a self-signed certificate for `localhost`,
-/// `127.0.0.1`, `::1`, this machine's host name and addresses, and `names`; made once in
-/// `folder` (a per-user cache folder by default) and reused while valid.
+/// Returns ``(cert_path, key_path)`` of a self-signed certificate for local HTTPS.
+///
+/// It names ``localhost``, ``127.0.0.1``, ``::1``, this machine's host name and addresses,
+/// and ``names``. It is made once in ``folder`` (by default ``$XDG_CACHE_HOME/godottpd``
+/// or ``~/.cache/godottpd``) and reused while it is valid (397 days, renewed 30 days
+/// before) and covers every name, so that a browser's exception for it lasts. The key file
+/// is written with mode 0600. A name that is neither a DNS name nor an IP address is a
+/// ``ValueError``.
 #[pyfunction]
 #[pyo3(signature = (names = None, folder = None))]
 pub fn self_signed_certificate(
@@ -54,8 +59,7 @@ pub fn self_signed_certificate(
     ))
 }
 
-/// The addresses of this machine's interfaces that another device can reach (loopback and
-/// IPv6 link-local left out), for the command line's `https://` URLs.
+/// The addresses of this machine that another device can reach (no loopback).
 #[pyfunction]
 pub fn _machine_addresses() -> Vec<String> {
     self_signed::machine_addresses()
