@@ -1,4 +1,5 @@
-"""``python -m godottpd`` with ``--tls-self-signed`` and ``--tls-cert``/``--tls-key``."""
+"""``python -m godottpd`` with ``--tls-self-signed`` and ``--tls-cert``/``--tls-key``, with
+workers, and HTTPS behind HAProxy (PROXY protocol in front of the handshake)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from godottpd import _godottpd
 from godottpd.cli import main
 from test_cli import free_port
+from test_workers import CLIENT, haproxy  # noqa: F401
 from tls_support import first_der
 
 HOST = "127.0.0.1"
@@ -151,3 +153,55 @@ def test_bad_tls_options_are_usage_errors(
         main([str(site), "--port", "0", *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_workers_serve_https_and_stop_on_sigterm(
+    site: Path, tmp_path: Path, running: list[TlsCli]
+) -> None:
+    # The certificate is loaded before the fork; each worker does its own handshakes.
+    process = TlsCli(
+        site, tmp_path / "cache", "--tls-self-signed", "--bind", HOST, "--workers", "2"
+    )
+    running.append(process)
+    assert "with 2 workers" in process.lines[0], process.lines
+    cert = next(line for line in process.lines if line.startswith("Certificate "))
+    context = ssl.create_default_context(cafile=cert.split(" ", 1)[1])
+    port = int(process.lines[0].split(f"{HOST}:")[1].split("/")[0])
+    for _ in range(6):
+        assert get(port, context, HOST) == (200, b"<h1>tls</h1>")
+    process.process.send_signal(signal.SIGTERM)
+    assert process.process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("send_proxy", ["send-proxy-v2", "send-proxy"])
+def test_haproxy_in_front_of_https_gives_the_original_client(
+    serve: Any,
+    make_router: Any,
+    tls_certs: Any,
+    haproxy: Any,  # noqa: F811 (the fixture imported from test_workers)
+    send_proxy: str,
+) -> None:
+    """HAProxy in TCP mode passes the TLS bytes through after its PROXY header: the
+    handshake is godottpd's, and the client is the one HAProxy names."""
+    router = make_router(
+        get=lambda req, res: res.send(200, f"{req.client.host} {req.scheme}", "text/plain")
+    )
+    server = serve(
+        {"/": router},
+        proxy_protocol=True,
+        tls_cert=tls_certs.ec_chain,
+        tls_key=tls_certs.ec_key,
+    )
+    port = haproxy(server.port, send_proxy)
+    connection = http.client.HTTPSConnection(
+        "localhost",
+        port,
+        context=tls_certs.client_context(),
+        timeout=10,
+        source_address=(CLIENT, 0),
+    )
+    try:
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == f"{CLIENT} https".encode()
+    finally:
+        connection.close()
