@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from godottpd import _godottpd
 from godottpd.cli import main
 from test_cli import free_port
@@ -167,6 +168,14 @@ def test_workers_serve_https_and_stop_on_sigterm(
     cert = next(line for line in process.lines if line.startswith("Certificate "))
     context = ssl.create_default_context(cafile=cert.split(" ", 1)[1])
     port = int(process.lines[0].split(f"{HOST}:")[1].split("/")[0])
+
+    def answers() -> tuple[int, bytes] | None:
+        try:
+            return get(port, context, HOST)
+        except OSError:  # the workers are not listening yet
+            return None
+
+    assert wait_for(answers, timeout=20) == (200, b"<h1>tls</h1>")
     for _ in range(6):
         assert get(port, context, HOST) == (200, b"<h1>tls</h1>")
     process.process.send_signal(signal.SIGTERM)
