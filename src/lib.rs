@@ -18,7 +18,7 @@ mod io;
 mod python;
 
 pub use app::{cookie, cors, routes};
-pub use http::{chunked, encode, limits, parse, proxy_protocol, status, token};
+pub use http::{chunk_encode, chunked, encode, limits, parse, proxy_protocol, status, token};
 
 #[pyo3::pymodule]
 mod _godottpd {
@@ -26,6 +26,8 @@ mod _godottpd {
 
     #[pymodule_export]
     use crate::python::errors::BadRequest;
+    #[pymodule_export]
+    use crate::python::event_hub::EventHub;
     #[pymodule_export]
     use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]
@@ -36,6 +38,8 @@ mod _godottpd {
     use crate::python::router::HttpRouter;
     #[pymodule_export]
     use crate::python::server::HttpServer;
+    #[pymodule_export]
+    use crate::python::stream::{EventStream, HttpStream};
     #[pymodule_export]
     use crate::python::tls::{_machine_addresses, self_signed_certificate};
 

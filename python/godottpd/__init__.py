@@ -10,12 +10,15 @@ from godottpd._body import FormPart
 from godottpd._godottpd import (
     BadRequest,
     Client,
+    EventHub,
+    EventStream,
     Headers,
     HttpFileRouter,
     HttpRequest,
     HttpResponse,
     HttpRouter,
     HttpServer,
+    HttpStream,
     __version__,
     self_signed_certificate,
 )
@@ -25,6 +28,8 @@ Mapping.register(Headers)
 __all__ = [
     "BadRequest",
     "Client",
+    "EventHub",
+    "EventStream",
     "FormPart",
     "Headers",
     "HttpFileRouter",
@@ -32,6 +37,7 @@ __all__ = [
     "HttpResponse",
     "HttpRouter",
     "HttpServer",
+    "HttpStream",
     "__version__",
     "self_signed_certificate",
 ]

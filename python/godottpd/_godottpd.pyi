@@ -153,6 +153,79 @@ class HttpResponse:
         ``"None"``, or ``True`` for Strict), ``partitioned`` (needs ``secure``). A bad
         name, value or option, or an unknown option, is a ``ValueError``.
         """
+    def stream(
+        self, status_code: int, content_type: str = "application/octet-stream"
+    ) -> HttpStream:
+        """Sends the head now and returns the body's ``HttpStream`` (chunked on HTTP/1.1,
+        close-delimited on HTTP/1.0, no body for HEAD)."""
+    def event_stream(self, heartbeat: float | None = 15.0) -> EventStream:
+        """Starts a Server-Sent Events response (``text/event-stream``, ``Cache-Control:
+        no-cache``); a comment goes out after ``heartbeat`` idle seconds."""
+    def send_file(self, path: str | os.PathLike[str], content_type: str | None = None) -> None:
+        """Sends a file as ``HttpFileRouter`` does: validators, 304, Range, HEAD, sendfile;
+        the type from the name unless ``content_type`` is given."""
+
+@final
+class HttpStream:
+    """A response body sent as it is written; from any thread."""
+
+    def write(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Queues ``data`` (``str`` as UTF-8) and returns; past ``stream_buffer`` queued bytes
+        it waits, without the interpreter lock, for the client to catch up. Raises
+        ``ConnectionError`` once the client is gone, ``ValueError`` after ``close()``."""
+    def close(self) -> None:
+        """Ends the body; idempotent. A stream dropped unclosed is closed for you."""
+    @property
+    def closed(self) -> bool:
+        """Whether the stream is closed, or its client gone."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc_info: object) -> bool: ...
+
+@final
+class EventStream:
+    """A Server-Sent Events stream (WHATWG event-stream format)."""
+
+    def send(
+        self,
+        data: str | dict[Any, Any] | list[Any],
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> None:
+        """Sends one event; multi-line ``data`` becomes one ``data:`` line each, a dict or a
+        list is sent as JSON. CR, LF or NUL in ``event`` or ``id`` is a ``ValueError``;
+        ``retry`` is in milliseconds. Raises ``ConnectionError`` once the client is gone."""
+    def comment(self, text: str) -> None:
+        """Sends a comment line (ignored by clients)."""
+    def close(self) -> None:
+        """Ends the stream; idempotent."""
+    @property
+    def closed(self) -> bool:
+        """Whether the stream is closed, or its client gone."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc_info: object) -> bool: ...
+
+@final
+class EventHub:
+    """Fan-out of Server-Sent Events in Rust: one ``publish()`` reaches every subscriber."""
+
+    def __new__(cls) -> Self: ...
+    def subscribe(self, response: HttpResponse, heartbeat: float | None = 15.0) -> EventStream:
+        """Starts an event stream on ``response`` and keeps it; the returned stream sends to
+        this subscriber alone (dropping it leaves the subscription on)."""
+    def publish(
+        self,
+        data: str | dict[Any, Any] | list[Any],
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> int:
+        """Encodes the event once and queues the same bytes for every subscriber; one that
+        left, or is more than ``stream_buffer`` behind, is dropped. Returns how many took it."""
+    def close(self) -> None:
+        """Ends every subscriber's stream."""
+    # len(hub): the subscribers still connected (a slot: its docstring cannot be set).
+    def __len__(self) -> int: ...
 
 @disjoint_base
 class HttpRouter:
@@ -262,6 +335,7 @@ class HttpServer:
         trusted_proxies: Sequence[str] | None = None,
         proxy_protocol: bool = False,
         socket: _socket.socket | int | None = None,
+        stream_buffer: int = 262144,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
     ) -> Self: ...

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::app::forwarded::ProxySettings;
+use crate::app::stream::StreamBody;
 use crate::http::encode::Persistence;
 use crate::http::method::KnownMethod;
 use crate::http::parse::RequestHead;
@@ -46,6 +47,8 @@ pub struct ConnectionInfo {
     open: AtomicBool,
     /// The server's stop signal: a response finished once it fired closes the connection.
     server_stopping: StopSignal,
+    /// The server's `stream_buffer`: how many bytes a streamed response may queue.
+    pub stream_buffer: usize,
 }
 
 impl ConnectionInfo {
@@ -56,12 +59,19 @@ impl ConnectionInfo {
             scheme,
             open: AtomicBool::new(true),
             server_stopping,
+            stream_buffer: crate::http::limits::Limits::default().stream_buffer,
         }
     }
 
     /// The same connection, judged by `proxies` (set once, before the first request).
     pub fn behind(mut self, proxies: Arc<ProxySettings>) -> Self {
         self.proxies = proxies;
+        self
+    }
+
+    /// Sets the server's `stream_buffer` for the streamed responses on this connection.
+    pub fn with_stream_buffer(mut self, stream_buffer: usize) -> Self {
+        self.stream_buffer = stream_buffer;
         self
     }
 
@@ -103,6 +113,8 @@ pub struct Outgoing {
     pub close: bool,
     /// A body streamed from a file after `bytes` (which then hold only the head).
     pub file: Option<FileBody>,
+    /// A body streamed as a handler writes it, after `bytes` (which then hold only the head).
+    pub stream: Option<StreamBody>,
 }
 
 /// `len` bytes of `file` from `offset`, sent with `sendfile(2)` without passing through
@@ -124,6 +136,7 @@ impl Outgoing {
             body,
             close: persistence == Persistence::Close,
             file: None,
+            stream: None,
         }
     }
 

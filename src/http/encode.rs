@@ -20,6 +20,21 @@ pub enum Persistence {
     Close,
 }
 
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length`: the size is known before the first byte.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, for a body streamed as it is made to an HTTP/1.1
+    /// client (§7.1).
+    Chunked,
+    /// Neither: the body ends when the connection closes (§6.3 rule 8), the only way to
+    /// stream to an HTTP/1.0 client, which does not know chunked (§7.1: "A server MUST NOT
+    /// send a response containing Transfer-Encoding unless the corresponding request
+    /// indicates HTTP/1.1 (or later)"). The persistence must then be `Close`.
+    UntilClose,
+}
+
 /// What the server adds to every response unless the handler set its own.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerHeaders<'a> {
@@ -77,11 +92,16 @@ impl<'a> HeadEncoder<'a> {
 
     /// Completes the head: the server's defaults, the framing, and the blank line.
     /// `content_type` is the default type, used when the handler set none.
-    pub fn finish(
+    pub fn finish(self, defaults: &ServerHeaders<'_>, content_type: &[u8], content_length: u64) {
+        self.finish_framed(defaults, content_type, BodyFraming::Length(content_length));
+    }
+
+    /// [`HeadEncoder::finish`] for any framing, a streamed body's included.
+    pub fn finish_framed(
         mut self,
         defaults: &ServerHeaders<'_>,
         content_type: &[u8],
-        content_length: u64,
+        framing: BodyFraming,
     ) {
         if !self.has_server && !defaults.server.is_empty() {
             self.line(b"Server", defaults.server);
@@ -100,8 +120,14 @@ impl<'a> HeadEncoder<'a> {
         }
         self.out.extend_from_slice(defaults.extra_lines);
         if body_allowed {
-            let mut digits = itoa::Buffer::new();
-            self.line(b"Content-Length", digits.format(content_length).as_bytes());
+            match framing {
+                BodyFraming::Length(length) => {
+                    let mut digits = itoa::Buffer::new();
+                    self.line(b"Content-Length", digits.format(length).as_bytes());
+                }
+                BodyFraming::Chunked => self.line(b"Transfer-Encoding", b"chunked"),
+                BodyFraming::UntilClose => {}
+            }
         }
         match defaults.persistence {
             Persistence::KeepAlive => {}
@@ -215,6 +241,31 @@ mod tests {
         assert!(text.contains("Content-Length: 5\r\n"));
         assert!(text.contains("Connection: keep-alive\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn streamed_heads() {
+        let mut out = Vec::new();
+        let head = HeadEncoder::new(&mut out, 200);
+        head.finish_framed(
+            &defaults(Persistence::KeepAlive),
+            b"text/event-stream",
+            BodyFraming::Chunked,
+        );
+        let chunked = text(&out);
+        assert!(chunked.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(!chunked.contains("Content-Length"));
+        let mut out = Vec::new();
+        let head = HeadEncoder::new(&mut out, 200);
+        head.finish_framed(
+            &defaults(Persistence::Close),
+            b"a/b",
+            BodyFraming::UntilClose,
+        );
+        let until_close = text(&out);
+        assert!(!until_close.contains("Transfer-Encoding"));
+        assert!(!until_close.contains("Content-Length"));
+        assert!(until_close.ends_with("Connection: close\r\n\r\n"));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long `stop()` waits for in-flight requests before it closes their connections.
     pub shutdown_grace: Duration,
+    /// Most bytes of a streamed response queued for a slow client before the handler's
+    /// `write()` waits (and an `EventHub` drops the subscriber).
+    pub stream_buffer: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +57,7 @@ impl Default for Limits {
             body_rate_grace: Duration::from_secs(5),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(5),
+            stream_buffer: 256 * 1024,
         }
     }
 }

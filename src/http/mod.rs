@@ -1,6 +1,7 @@
 //! The HTTP/1.1 wire protocol, pure: bytes in, bytes out.
 //!
-//! Parsing a request head (`parse`), body framing (`chunked`), encoding a response head
+//! Parsing a request head (`parse`), body framing (`chunked`, and `chunk_encode` for
+//! streamed responses), the Server-Sent Events format (`sse`), encoding a response head
 //! (`encode`), status codes, tokens and field values, the `Date` header, the limits a
 //! server enforces and the error a refused request carries.
 //!
@@ -9,6 +10,7 @@
 //! type, so it is unit-tested, benchmarked and fuzzed without a socket or an interpreter.
 //! `tests/layers.rs` checks the rule.
 
+pub mod chunk_encode;
 pub mod chunked;
 pub(crate) mod date;
 pub mod encode;
@@ -17,5 +19,6 @@ pub mod limits;
 pub(crate) mod method;
 pub mod parse;
 pub mod proxy_protocol;
+pub(crate) mod sse;
 pub mod status;
 pub mod token;

@@ -36,6 +36,7 @@ use crate::http::error::RequestError;
 use crate::http::parse::{parse_head, Framing, RequestHead};
 use crate::io::engine::{Application, Engine};
 use crate::io::proxy_header::read_proxy_header;
+use crate::io::stream_writer::{send_stream, StreamEnd};
 use crate::io::transport::Transport;
 
 /// Most requests answered in one batch before the connection writes.
@@ -164,7 +165,9 @@ async fn serve_from<T: Transport, A: Application>(
         accepted_at,
     } = start;
     let info = Arc::new(
-        ConnectionInfo::new(peer, scheme, engine.stop.clone()).behind(engine.proxies.clone()),
+        ConnectionInfo::new(peer, scheme, engine.stop.clone())
+            .behind(engine.proxies.clone())
+            .with_stream_buffer(engine.limits.stream_buffer),
     );
     let horizon = timer_horizon(&engine);
     let mut connection = Connection {
@@ -534,7 +537,11 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 }
             };
             self.record(request_line, &outgoing);
-            if outgoing.file.is_none() && self.output.is_empty() && self.pending.is_empty() {
+            if outgoing.file.is_none()
+                && outgoing.stream.is_none()
+                && self.output.is_empty()
+                && self.pending.is_empty()
+            {
                 // The only answer to write: from its own buffers, without a copy.
                 if self
                     .write_pair(&outgoing.bytes, &outgoing.body)
@@ -561,6 +568,27 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 self.output = head;
                 self.output.clear();
                 if sent.is_err() {
+                    return Flushed::Closed;
+                }
+            }
+            if let Some(body) = outgoing.stream {
+                // The head (and the answers before it) go out at once, then each piece as
+                // the handler writes it (see `stream_writer`).
+                if self.write_output().await.is_err() {
+                    return Flushed::Closed;
+                }
+                let max_input = self.engine.limits.max_head_size;
+                let write_timeout = self.engine.limits.write_timeout;
+                let end = send_stream(
+                    &mut self.stream,
+                    &mut self.input,
+                    max_input,
+                    body,
+                    write_timeout,
+                )
+                .await;
+                if end == StreamEnd::Failed {
+                    self.info.mark_closed();
                     return Flushed::Closed;
                 }
             }
@@ -670,7 +698,10 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 _ => return Err(()),
             }
         }
-        // A buffering stream (TLS) sends what it holds; on TCP this does nothing.
+        if !T::BUFFERS_WRITES {
+            return Ok(());
+        }
+        // A buffering stream (TLS) sends what it holds.
         match timeout(write_timeout, self.stream.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),

@@ -16,6 +16,9 @@ pub const MAX_SECONDS: f64 = 1e9;
 
 /// Most I/O threads: more than the cores of any machine this runs on.
 pub const MAX_IO_THREADS: usize = 64;
+/// Most bytes a stream may queue for a slow client (1 GiB): past it, a server would hold
+/// memory no client can take from it quickly.
+pub const MAX_STREAM_BUFFER: usize = 1 << 30;
 
 /// Most handler threads: Python runs one at a time, so more only add switching.
 pub const MAX_HANDLER_THREADS: usize = 256;

@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 
 use crate::app::exchange::Job;
 use crate::io::engine::Application;
+use crate::python::inline_io;
 use crate::python::logging::log_exception;
 use crate::python::request::HttpRequest;
 use crate::python::response::HttpResponse;
@@ -233,24 +234,25 @@ fn inline_loop(
     jobs: &Receiver<Work>,
     job_signal: &tokio::sync::Notify,
 ) {
+    let runtime = Arc::new(runtime);
     // Attach once so the thread keeps its interpreter state; every round below only
     // re-takes the interpreter lock.
-    Python::attach(|py| {
+    Python::attach(|py| loop {
         py.detach(|| {
             runtime.block_on(async {
-                loop {
-                    let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
-                    // Run the handlers from inside the runtime's context: their answers then
-                    // wake the connection tasks through the local run queue, with no system
-                    // call, and the tasks write them as soon as this round yields.
-                    if Python::attach(|py| run_ready(py, jobs).stop) {
-                        break;
-                    }
-                }
+                let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
             })
-        })
+        });
+        // The handlers run between I/O rounds, in the runtime's context, so that a streaming
+        // handler's write can drive the I/O while its client catches up (see `inline_io`).
+        let _context = runtime.enter();
+        if inline_io::as_loop(&runtime, || run_ready(py, jobs).stop) {
+            break;
+        }
     });
-    runtime.shutdown_timeout(Duration::from_millis(200));
+    if let Ok(runtime) = Arc::try_unwrap(runtime) {
+        runtime.shutdown_timeout(Duration::from_millis(200));
+    }
 }
 
 fn handler_thread(jobs: &Receiver<Work>, leader: &Mutex<()>) {

@@ -1,7 +1,8 @@
 //! The Python layer: the classes Python code sees, and the threads that run its handlers.
 //!
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
-//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
+//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
+//! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
 //! `access_log`, `errors` (the declared exceptions), `tls` (`self_signed_certificate()`
 //! and TLS errors) and `type_name`.
@@ -13,14 +14,17 @@
 pub(crate) mod access_log;
 pub(crate) mod arguments;
 pub(crate) mod errors;
+pub(crate) mod event_hub;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
+pub(crate) mod inline_io;
 pub(crate) mod json;
 pub(crate) mod logging;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
+pub(crate) mod stream;
 pub(crate) mod tls;
 pub(crate) mod type_name;
 pub(crate) mod waiting;

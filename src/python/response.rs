@@ -6,7 +6,7 @@
 //! its handler returned; one that is dropped unsent answers 500 by itself.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -18,11 +18,14 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemory
 
 use crate::app::cookie::{Attribute, CookieSpec, SameSite};
 use crate::app::exchange::{Outgoing, ReplyContext, ReplySender};
-use crate::http::encode::{HeadEncoder, Persistence, ServerHeaders};
+use crate::app::files::{respond_one, OneFile};
+use crate::app::stream::{StreamBody, StreamQueue, StreamReader};
+use crate::http::encode::{BodyFraming, HeadEncoder, Persistence, ServerHeaders};
 use crate::http::status::{forbids_body, MAX_STATUS};
 use crate::http::token::{check_handler_header, is_field_value, list_contains, HeaderRejection};
 use crate::python::logging::log_warning;
 use crate::python::request::Client;
+use crate::python::stream::{EventStream, HttpStream};
 use crate::python::type_name::type_name;
 
 /// Bodies at least this large, given as `bytes`, are sent from the object itself (kept alive
@@ -42,6 +45,13 @@ impl Body<'_> {
             Body::Shared(bytes) => bytes,
         }
     }
+}
+
+/// A head encoded and the reply channel taken: what every way of answering starts with.
+struct Started {
+    bytes: Vec<u8>,
+    persistence: Persistence,
+    reply: ReplySender,
 }
 
 struct State {
@@ -99,26 +109,41 @@ impl HttpResponse {
     ) -> PyResult<()> {
         let shared = matches!(body, Body::Shared(_));
         let body_slice = body.as_slice();
-        if self.is_sent() {
-            return Err(PyRuntimeError::new_err(
-                "this response has already been sent",
-            ));
+        let length = BodyFraming::Length(body_slice.len() as u64);
+        let reserve = if shared { 0 } else { body_slice.len() };
+        let Started {
+            mut bytes,
+            persistence,
+            reply,
+        } = self.start(py, status, content_type, length, false, reserve)?;
+        let mut shared_body = Bytes::new();
+        if !self.context.head_only && !forbids_body(status) {
+            match body {
+                Body::Borrowed(body) => bytes.extend_from_slice(body),
+                Body::Shared(body) => shared_body = body,
+            }
         }
-        let mut bytes = Vec::with_capacity(256 + if shared { 0 } else { body_slice.len() });
-        let mut close = self.context.persistence == Persistence::Close
-            || self.context.connection.server_stopping();
-        let mut head = HeadEncoder::new(&mut bytes, status);
+        // The connection may have gone away meanwhile; then there is nobody to tell.
+        let _ = reply.send(Outgoing::new(status, bytes, shared_body, persistence));
+        Ok(())
+    }
+
+    /// The handler's headers and cookies, validated, as `(name, value)` pairs; and whether
+    /// it asked for `Connection: close`.
+    fn handler_headers(&self, py: Python<'_>) -> PyResult<(Vec<(String, String)>, bool)> {
+        let mut lines = Vec::new();
+        let mut close = false;
         if let Some(headers) = self.headers.get(py) {
             for (name, value) in headers.bind(py).iter() {
                 let name = header_text(&name, "header name")?;
                 let value = header_text(&value, "header value")?;
-                let value = check_header(&name, &value)?;
+                let value = check_header(&name, &value)?.to_owned();
                 if name.eq_ignore_ascii_case("connection") {
                     // Persistence is the server's: `close` is honoured, the rest is ours to say.
                     close |= list_contains(value.as_bytes(), "close");
                     continue;
                 }
-                head.header(name.as_bytes(), value.as_bytes());
+                lines.push((name, value));
             }
         }
         if let Some(cookies) = self.cookies.get(py) {
@@ -129,8 +154,45 @@ impl HttpResponse {
                         "cookie {cookie:?} is empty or holds a control character"
                     )));
                 }
-                head.header(b"Set-Cookie", cookie.as_bytes());
+                lines.push(("Set-Cookie".to_owned(), cookie));
             }
+        }
+        Ok((lines, close))
+    }
+
+    /// Whether this response closes its connection, given what the handler asked for.
+    fn persistence(&self, close: bool) -> Persistence {
+        if close
+            || self.context.persistence == Persistence::Close
+            || self.context.connection.server_stopping()
+        {
+            Persistence::Close
+        } else {
+            self.context.persistence
+        }
+    }
+
+    /// Encodes the head and takes the reply channel: from here on the response is sent.
+    /// `reserve` is room to leave for a body copied after the head.
+    fn start(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        content_type: &[u8],
+        framing: BodyFraming,
+        force_close: bool,
+        reserve: usize,
+    ) -> PyResult<Started> {
+        if self.is_sent() {
+            return Err(PyRuntimeError::new_err(
+                "this response has already been sent",
+            ));
+        }
+        let (headers, close) = self.handler_headers(py)?;
+        let mut bytes = Vec::with_capacity(256 + reserve);
+        let mut head = HeadEncoder::new(&mut bytes, status);
+        for (name, value) in &headers {
+            head.header(name.as_bytes(), value.as_bytes());
         }
         let mut state = self.state();
         let Some(reply) = state.reply.take() else {
@@ -142,28 +204,136 @@ impl HttpResponse {
             .server_identifier
             .as_deref()
             .unwrap_or(&**self.context.server_identifier);
-        let persistence = if close {
-            Persistence::Close
-        } else {
-            self.context.persistence
-        };
+        let persistence = self.persistence(close || force_close);
         let cors_lines = self.context.cors_lines.as_deref().unwrap_or_default();
         let defaults = ServerHeaders {
             server: server.as_bytes(),
             extra_lines: cors_lines,
             persistence,
         };
-        head.finish(&defaults, content_type, body_slice.len() as u64);
-        let mut shared_body = Bytes::new();
-        if !self.context.head_only && !forbids_body(status) {
-            match body {
-                Body::Borrowed(body) => bytes.extend_from_slice(body),
-                Body::Shared(body) => shared_body = body,
-            }
-        }
+        head.finish_framed(&defaults, content_type, framing);
         drop(state);
-        // The connection may have gone away meanwhile; then there is nobody to tell.
-        let _ = reply.send(Outgoing::new(status, bytes, shared_body, persistence));
+        Ok(Started {
+            bytes,
+            persistence,
+            reply,
+        })
+    }
+
+    /// Starts a streamed body: the head goes to the connection now, with the queue the
+    /// body's pieces then take (see `app::stream`). Chunked on HTTP/1.1; close-delimited on
+    /// HTTP/1.0; for HEAD, 204 and 304 the head alone, and what is written is dropped.
+    pub(crate) fn start_stream(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        content_type: &[u8],
+        heartbeat: Option<Duration>,
+    ) -> PyResult<Arc<StreamQueue>> {
+        let http10 = self.context.request.head.http10;
+        let framing = if http10 {
+            BodyFraming::UntilClose
+        } else {
+            BodyFraming::Chunked
+        };
+        let Started {
+            bytes,
+            persistence,
+            reply,
+        } = self.start(py, status, content_type, framing, http10, 0)?;
+        let no_body = self.context.head_only || forbids_body(status);
+        let (queue, stream) = if no_body {
+            (StreamQueue::discarding(), None)
+        } else {
+            let queue = StreamQueue::new(self.context.connection.stream_buffer);
+            let body = StreamBody {
+                reader: StreamReader {
+                    queue: queue.clone(),
+                },
+                framing,
+                heartbeat,
+            };
+            (queue, Some(body))
+        };
+        // If the connection is gone, the body is dropped with the answer, which marks the
+        // queue gone: the first write then raises ConnectionError.
+        let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), persistence);
+        outgoing.stream = stream;
+        let _ = reply.send(outgoing);
+        Ok(queue)
+    }
+
+    /// The head of an event stream: `text/event-stream`, `Cache-Control: no-cache` unless
+    /// the handler set its own, a heartbeat comment after `heartbeat` idle seconds.
+    pub(crate) fn start_event_stream(
+        &self,
+        py: Python<'_>,
+        heartbeat: Option<f64>,
+    ) -> PyResult<Arc<StreamQueue>> {
+        let heartbeat = match heartbeat {
+            None => None,
+            Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
+                Some(Duration::from_secs_f64(seconds))
+            }
+            Some(seconds) => {
+                return Err(PyValueError::new_err(format!(
+                    "heartbeat must be a positive number of seconds or None, not {seconds}"
+                )))
+            }
+        };
+        let headers = self.headers(py);
+        let headers = headers.bind(py);
+        let has_cache_control = headers.keys().iter().any(|key| {
+            key.extract::<String>()
+                .is_ok_and(|key| key.eq_ignore_ascii_case("cache-control"))
+        });
+        if !has_cache_control {
+            headers.set_item("Cache-Control", "no-cache")?;
+        }
+        self.start_stream(py, 200, b"text/event-stream", heartbeat)
+    }
+
+    /// Answers with a file, as the file router does (see `app::files::respond_one`).
+    fn answer_with_file(
+        &self,
+        py: Python<'_>,
+        path: &std::path::Path,
+        content_type: Option<&str>,
+    ) -> PyResult<()> {
+        if self.is_sent() {
+            return Err(PyRuntimeError::new_err(
+                "this response has already been sent",
+            ));
+        }
+        let (headers, close) = self.handler_headers(py)?;
+        let pairs: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+            .collect();
+        let mut state = self.state();
+        let Some(reply) = state.reply.take() else {
+            return Err(PyRuntimeError::new_err(
+                "this response has already been sent",
+            ));
+        };
+        let server = state
+            .server_identifier
+            .clone()
+            .unwrap_or_else(|| self.context.server_identifier.to_string());
+        drop(state);
+        let one = OneFile {
+            head: &self.context.request.head,
+            head_only: self.context.head_only,
+            persistence: self.persistence(close),
+            server_identifier: &server,
+            extra_lines: self.context.cors_lines.as_deref().unwrap_or_default(),
+            headers: &pairs,
+            content_type,
+        };
+        // stat, open and the head: microseconds, as on the file router's I/O thread; the
+        // body goes out later with sendfile(2), on the connection.
+        let outgoing = py.detach(|| respond_one(path, &one));
+        let _ = reply.send(outgoing);
         Ok(())
     }
 
@@ -463,6 +633,40 @@ impl HttpResponse {
         }
         let rendered = spec.render().map_err(PyValueError::new_err)?;
         self.cookies(py).bind(py).append(rendered)
+    }
+
+    /// Sends the head now and returns the body's ``HttpStream`` (chunked on HTTP/1.1,
+    /// close-delimited on HTTP/1.0, no body for HEAD).
+    #[pyo3(signature = (status_code, content_type = "application/octet-stream"))]
+    fn stream(&self, py: Python<'_>, status_code: i64, content_type: &str) -> PyResult<HttpStream> {
+        let status = check_status(status_code)?;
+        check_content_type(content_type)?;
+        let content_type = text_content_type(content_type);
+        let queue = self.start_stream(py, status, content_type.as_bytes(), None)?;
+        Ok(HttpStream::new(queue))
+    }
+
+    /// Starts a Server-Sent Events response (``text/event-stream``, ``Cache-Control:
+    /// no-cache``); a comment goes out after ``heartbeat`` idle seconds.
+    #[pyo3(signature = (heartbeat = 15.0))]
+    fn event_stream(&self, py: Python<'_>, heartbeat: Option<f64>) -> PyResult<EventStream> {
+        let queue = self.start_event_stream(py, heartbeat)?;
+        Ok(EventStream::new(queue, false))
+    }
+
+    /// Sends a file as ``HttpFileRouter`` does: validators, 304, Range, HEAD, sendfile;
+    /// the type from the name unless ``content_type`` is given.
+    #[pyo3(signature = (path, content_type = None))]
+    fn send_file(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        content_type: Option<&str>,
+    ) -> PyResult<()> {
+        if let Some(content_type) = content_type {
+            check_content_type(content_type)?;
+        }
+        self.answer_with_file(py, &path, content_type)
     }
 
     fn __repr__(&self) -> String {

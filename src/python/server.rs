@@ -19,7 +19,7 @@ use crate::io::engine::Engine;
 use crate::io::listener::accept_loop;
 use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::access_log::log_thread;
-use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS};
+use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS, MAX_STREAM_BUFFER};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
@@ -203,7 +203,8 @@ impl HttpServer {
         max_body_size=10485760, header_timeout=10.0, body_timeout=30.0, \
         keepalive_timeout=5.0, write_timeout=30.0, min_body_rate=1024, max_connections=1024, \
         shutdown_grace=5.0, io_threads=1, handler_threads=8, access_log=False, \
-        trusted_proxies=None, proxy_protocol=False, socket=None, tls_cert=None, tls_key=None)"
+        trusted_proxies=None, proxy_protocol=False, socket=None, stream_buffer=262144, \
+        tls_cert=None, tls_key=None)"
     )]
     #[pyo3(signature = (
         port = arguments::Port(8080),
@@ -228,6 +229,7 @@ impl HttpServer {
         trusted_proxies = None,
         proxy_protocol = false,
         socket = None,
+        stream_buffer = 262_144,
         tls_cert = None,
         tls_key = None,
     ))]
@@ -254,6 +256,7 @@ impl HttpServer {
         trusted_proxies: Option<Vec<String>>,
         proxy_protocol: bool,
         socket: Option<&Bound<'_, PyAny>>,
+        stream_buffer: i64,
         tls_cert: Option<std::path::PathBuf>,
         tls_key: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
@@ -297,6 +300,12 @@ impl HttpServer {
             body_rate_grace: BODY_RATE_GRACE,
             max_connections: positive_count("max_connections", max_connections)?,
             shutdown_grace: arguments::non_negative_seconds("shutdown_grace", shutdown_grace)?,
+            stream_buffer: arguments::capped_count(
+                "stream_buffer",
+                stream_buffer,
+                1,
+                MAX_STREAM_BUFFER,
+            )?,
         };
         Ok(HttpServer {
             settings: Mutex::new(Settings {

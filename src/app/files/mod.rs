@@ -142,28 +142,40 @@ impl FileRoute {
 }
 
 /// Encodes the answers of one request.
-struct Reply<'a> {
-    request: &'a FileRequest,
+struct FileAnswers<'a> {
+    head: &'a RequestHead,
+    head_only: bool,
+    persistence: Persistence,
+    server_identifier: &'a str,
     extra_lines: Vec<u8>,
+    /// Validated header lines a handler set (`send_file`), added to a file's answer.
+    handler_headers: &'a [(&'a [u8], &'a [u8])],
+    /// The handler's content type, instead of the one guessed from the name.
+    content_type: Option<&'a str>,
 }
 
-impl<'a> Reply<'a> {
+impl<'a> FileAnswers<'a> {
     fn new(route: &FileRoute, request: &'a FileRequest) -> Self {
         let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
         extra_lines.extend_from_slice(&route.extra_lines);
-        Reply {
-            request,
+        FileAnswers {
+            head: &request.head,
+            head_only: request.head_only,
+            persistence: request.persistence,
+            server_identifier: &request.server_identifier,
             extra_lines,
+            handler_headers: &[],
+            content_type: None,
         }
     }
 
     /// The server's side of every answer to this request.
     fn server(&self) -> ServerAnswer<'_> {
         ServerAnswer {
-            server_identifier: &self.request.server_identifier,
-            persistence: self.request.persistence,
+            server_identifier: self.server_identifier,
+            persistence: self.persistence,
             extra_lines: &self.extra_lines,
-            head_only: self.request.head_only,
+            head_only: self.head_only,
         }
     }
 
@@ -195,7 +207,7 @@ impl<'a> Reply<'a> {
     /// RFC 9110 §15.4.2: a folder asked for without its slash moves to the slash form, so
     /// that the relative links of its index page resolve. The query is kept.
     fn redirect_to_folder(&self) -> Outgoing {
-        let head = &self.request.head;
+        let head = self.head;
         let mut location = head.raw_path().to_vec();
         location.push(b'/');
         if head.query.is_some() {
@@ -208,17 +220,17 @@ impl<'a> Reply<'a> {
 
 /// Answers one request for a file router, on the connection's I/O thread.
 pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
-    let reply = Reply::new(route, request);
+    let answers = FileAnswers::new(route, request);
     let Ok(relative) = resolve::relative_path(request.tail.iter().map(String::as_str)) else {
-        return reply.not_found();
+        return answers.not_found();
     };
     let located = match route.locate(&relative, request.trailing_slash) {
         Ok(located) => located,
-        Err(error) => return reply.unreadable(&error),
+        Err(error) => return answers.unreadable(&error),
     };
     match located {
-        Located::File(path) => serve_file(route, &reply, &path, 200),
-        Located::Redirect => reply.redirect_to_folder(),
+        Located::File(path) => serve_file(Some(route), &answers, &path, 200),
+        Located::Redirect => answers.redirect_to_folder(),
         Located::Nothing => {
             let fallback = match &route.fallback_page {
                 Some(page) => route.file(&route.root.join(page)),
@@ -226,13 +238,13 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
             };
             match fallback {
                 Ok(Some(path)) => serve_file(
-                    route,
-                    &reply,
+                    Some(route),
+                    &answers,
                     &path,
                     if route.fallback_is_index { 200 } else { 404 },
                 ),
-                Ok(None) => reply.not_found(),
-                Err(error) => reply.unreadable(&error),
+                Ok(None) => answers.not_found(),
+                Err(error) => answers.unreadable(&error),
             }
         }
     }
@@ -282,22 +294,31 @@ fn precompressed(
 
 /// Serves a located file with `status` (200, or 404 for a fallback page that is not the
 /// index). Conditionals and ranges apply to 200 only: a 404 is never a 304 or a 206.
-fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
-    let head = &reply.request.head;
-    let (chosen, vary) = precompressed(route, path, head.first_header("accept-encoding"));
+/// Without a route (`send_file`), no precompressed sibling is looked for.
+fn serve_file(
+    route: Option<&FileRoute>,
+    answers: &FileAnswers<'_>,
+    path: &Path,
+    status: u16,
+) -> Outgoing {
+    let head = answers.head;
+    let (chosen, vary) = match route {
+        Some(route) => precompressed(route, path, head.first_header("accept-encoding")),
+        None => (None, false),
+    };
     let (coding, source) = match &chosen {
         Some((coding, sibling)) => (Some(*coding), sibling.as_path()),
         None => (None, path),
     };
     let file = match open(source) {
         Ok(file) => file,
-        Err(error) => return reply.unreadable(&error),
+        Err(error) => return answers.unreadable(&error),
     };
     // The size and time of the open file, not of the path: they belong together.
     let metadata = match file.metadata() {
         Ok(metadata) if metadata.is_file() => metadata,
-        Ok(_) => return reply.not_found(),
-        Err(error) => return reply.unreadable(&error),
+        Ok(_) => return answers.not_found(),
+        Err(error) => return answers.unreadable(&error),
     };
     let size = metadata.len();
     let validators = Validators::new(size, metadata.modified().ok(), coding.map(Coding::name));
@@ -317,18 +338,21 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
         )
     {
         // RFC 9110 §15.4.5: a 304 carries the validators and Vary a 200 would have had.
-        return encode(reply, 304, &headers, b"", 0, None);
+        return encode(answers, 304, &headers, b"", 0, None);
     }
     headers.push((b"Accept-Ranges", b"bytes"));
     if let Some(coding) = coding {
         headers.push((b"Content-Encoding", coding.name().as_bytes()));
     }
-    let content_type = mime::content_type(path);
+    let content_type = match answers.content_type {
+        Some(content_type) => std::borrow::Cow::Borrowed(content_type),
+        None => mime::content_type(path),
+    };
     // §14.2: Range is defined for GET only; a HEAD describes the whole representation.
     let range = match head.first_header("range") {
         Some(value)
             if status == 200
-                && !reply.request.head_only
+                && !answers.head_only
                 && if_range_holds(&validators, head.first_header("if-range")) =>
         {
             parse_range(value, size)
@@ -343,7 +367,7 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
                 len: size,
             };
             encode(
-                reply,
+                answers,
                 status,
                 &headers,
                 content_type.as_bytes(),
@@ -361,7 +385,7 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
                 len,
             };
             encode(
-                reply,
+                answers,
                 206,
                 &headers,
                 content_type.as_bytes(),
@@ -372,7 +396,7 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
         RangeRequest::Unsatisfiable => {
             // §15.5.17: a 416 says how long the representation is.
             let content_range = format!("bytes */{size}");
-            reply.simple(
+            answers.simple(
                 416,
                 &[(b"Content-Range", content_range.as_bytes())],
                 "Range Not Satisfiable",
@@ -383,7 +407,7 @@ fn serve_file(route: &FileRoute, reply: &Reply<'_>, path: &Path, status: u16) ->
 
 /// Encodes a file answer's head; the body, if any, goes to the connection to stream.
 fn encode(
-    reply: &Reply<'_>,
+    answers: &FileAnswers<'_>,
     status: u16,
     headers: &[(&[u8], &[u8])],
     content_type: &[u8],
@@ -392,18 +416,49 @@ fn encode(
 ) -> Outgoing {
     let mut bytes = Vec::with_capacity(512);
     let mut head = HeadEncoder::new(&mut bytes, status);
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(answers.handler_headers) {
         head.header(name, value);
     }
-    let server = reply.server();
+    let server = answers.server();
     head.finish(
         &server.server_headers(server.extra_lines),
         content_type,
         len,
     );
     let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), server.persistence);
-    outgoing.file = body.filter(|body| !reply.request.head_only && body.len > 0);
+    outgoing.file = body.filter(|body| !answers.head_only && body.len > 0);
     outgoing
+}
+
+/// One file sent by a handler (`response.send_file`): the request it answers and what the
+/// handler set.
+pub struct OneFile<'a> {
+    pub head: &'a RequestHead,
+    pub head_only: bool,
+    pub persistence: Persistence,
+    pub server_identifier: &'a str,
+    /// The CORS lines of the request, if any.
+    pub extra_lines: &'a [u8],
+    /// The handler's headers and cookies, validated.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub content_type: Option<&'a str>,
+}
+
+/// Answers with the file at `path` exactly as a file router answers with a file it found:
+/// validators, `304`, `Range` (`206`, `416`), `HEAD`, the body by `sendfile(2)`. The path
+/// is the handler's choice (no root applies); a missing one is `404`, an unreadable one
+/// `403` or `500`, a folder `404`.
+pub fn respond_one(path: &Path, one: &OneFile<'_>) -> Outgoing {
+    let answers = FileAnswers {
+        head: one.head,
+        head_only: one.head_only,
+        persistence: one.persistence,
+        server_identifier: one.server_identifier,
+        extra_lines: one.extra_lines.to_vec(),
+        handler_headers: one.headers,
+        content_type: one.content_type,
+    };
+    serve_file(None, &answers, path, 200)
 }
 
 /// Why a file router's settings were refused; the message is for the caller.
