@@ -729,3 +729,43 @@ def test_proxy_protocol_header_then_tls(
     client.send(client_hello(tls_certs))
     assert closes(client)
     assert proxied_request(server, tls_certs, header, "/client").endswith(b"203.0.113.9 https")
+
+
+# --------------------------------------------------------------------------- #
+# Streamed bodies and send_file over TLS
+# --------------------------------------------------------------------------- #
+
+
+def test_streamed_body_and_send_file_over_tls(
+    https: Any, tls_certs: Any, make_router: Any, tmp_path: Path
+) -> None:
+    chunks = [os.urandom(n) for n in (1, 1000, 70_000, 5)]
+    data_file = tmp_path / "data.bin"
+    data_file.write_bytes(os.urandom(500_000))
+
+    def stream(req: Any, res: Any) -> None:
+        with res.stream(200) as body:
+            for chunk in chunks:
+                body.write(chunk)
+
+    def events(req: Any, res: Any) -> None:
+        sse = res.event_stream(heartbeat=None)
+        sse.send("one")
+        sse.send({"two": 2}, event="second")
+        sse.close()
+
+    server = https(
+        {
+            "/stream": make_router(get=stream),
+            "/events": make_router(get=events),
+            "/file": make_router(get=lambda req, res: res.send_file(data_file)),
+        }
+    )
+    client = tls_client(server, tls_certs, timeout=20)
+    streamed = client.request(build_request("GET", "/stream"))
+    assert streamed.chunked and streamed.body == b"".join(chunks)
+    sse = client.request(build_request("GET", "/events"))
+    assert sse.get("content-type", "").startswith("text/event-stream")
+    assert b"data: one\n\n" in sse.body and b"event: second\n" in sse.body
+    assert client.request(build_request("GET", "/file")).body == data_file.read_bytes()
+    assert client.request(build_request("GET", "/who")).body == b"https GET /who"
