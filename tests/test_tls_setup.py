@@ -201,3 +201,14 @@ def test_self_signed_rejects_a_bad_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="neither a DNS name nor an IP address"):
         self_signed_certificate(["not a name"], folder=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_an_ed25519_key_is_accepted(tmp_path: Path) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ed25519", "-nodes", "-keyout", "ed.key",
+         "-out", "ed.pem", "-days", "2", "-subj", "/CN=localhost"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    assert make(tmp_path / "ed.pem", tmp_path / "ed.key").scheme == "https"
