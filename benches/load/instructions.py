@@ -127,8 +127,10 @@ def main() -> None:
     static_dir = Path(tempfile.mkdtemp())
     (static_dir / "file.bin").write_bytes(os.urandom(100 * 1024))
     few = max(args.requests // 10, 1)
-    print(f"instructions per request (callgrind), {args.requests} - {few} requests, "
-          f"handler_threads={args.threads}")
+    print(
+        f"instructions per request (callgrind), {args.requests} - {few} requests, "
+        f"handler_threads={args.threads}"
+    )
     print("| route | " + " | ".join(name for name, _ in builds) + " | ratio to the first |")
     print("|---|" + "---:|" * (len(builds) + 1))
     for route in args.routes.split(","):
