@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import resource
 import shutil
@@ -769,3 +770,48 @@ def test_streamed_body_and_send_file_over_tls(
     assert b"data: one\n\n" in sse.body and b"event: second\n" in sse.body
     assert client.request(build_request("GET", "/file")).body == data_file.read_bytes()
     assert client.request(build_request("GET", "/who")).body == b"https GET /who"
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.seen.set()
+
+
+def test_a_failed_handshake_is_a_debug_line_on_the_godottpd_logger(
+    https: Any, tls_certs: Any
+) -> None:
+    logger = logging.getLogger("godottpd")
+    lines = _Lines()
+    previous = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.DEBUG)
+    try:
+        # The logger takes DEBUG lines when the server starts: failed handshakes are logged.
+        server = https()
+        hostile(server, tls_certs, b"\xff" * 64)
+        assert lines.seen.wait(10), "no DEBUG line"
+        assert any("not a TLS handshake (first byte 0xff)" in line for line in lines.lines)
+        assert all("127.0.0.1" in line for line in lines.lines)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(previous)
+
+
+def test_without_debug_logging_a_failed_handshake_logs_nothing(https: Any, tls_certs: Any) -> None:
+    logger = logging.getLogger("godottpd")
+    lines = _Lines()
+    logger.addHandler(lines)
+    try:
+        assert not logger.isEnabledFor(logging.DEBUG)
+        server = https()
+        hostile(server, tls_certs, b"\xff" * 64)
+        server.stop()  # the log thread, if any, has logged all it had
+        assert lines.lines == []
+    finally:
+        logger.removeHandler(lines)

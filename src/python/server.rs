@@ -18,7 +18,7 @@ use crate::http::token::is_field_value;
 use crate::io::engine::Engine;
 use crate::io::listener::accept_loop;
 use crate::io::tls::acceptor::TlsAcceptor;
-use crate::python::access_log::log_thread;
+use crate::python::access_log::{debug_enabled, log_thread};
 use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS, MAX_STREAM_BUFFER};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
@@ -521,7 +521,8 @@ impl HttpServer {
             })?
         };
         let (work, jobs) = channel();
-        let access_log = if self.access_log {
+        let debug = Python::attach(debug_enabled);
+        let access_log = if self.access_log || debug {
             let (sender, records) = channel();
             let thread = std::thread::Builder::new()
                 .name("godottpd-access-log".into())
@@ -533,7 +534,14 @@ impl HttpServer {
         } else {
             None
         };
-        let log_sender = access_log.as_ref().map(|(sender, _)| sender.clone());
+        let log_sender = access_log
+            .as_ref()
+            .filter(|_| self.access_log)
+            .map(|(sender, _)| sender.clone());
+        let debug_sender = access_log
+            .as_ref()
+            .filter(|_| debug)
+            .map(|(sender, _)| sender.clone());
         let job_signal = match self.mode {
             HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
             _ => None,
@@ -546,6 +554,7 @@ impl HttpServer {
             log_sender,
         );
         engine.proxies = self.proxies.clone();
+        engine.debug_log = debug_sender;
         let engine = Arc::new(engine);
         runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
         let thread_error = |error: std::io::Error| {

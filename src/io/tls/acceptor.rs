@@ -62,8 +62,9 @@ pub enum Accepted {
     /// starts with its method, a token). It gets a cleartext 400.
     PlainHttp(Prefixed<TcpStream>),
     /// Anything else: garbage, an unsupported version or cipher, a handshake cut short or
-    /// not done by `deadline`, a client that left. The connection just closes.
-    Failed,
+    /// not done by `deadline`, a client that left. The connection just closes; the reason
+    /// is for the DEBUG log.
+    Failed(String),
 }
 
 /// Looks at the first byte, then runs the handshake, all by `deadline` (the connection's
@@ -75,19 +76,21 @@ pub async fn accept(
 ) -> Accepted {
     let first = match timeout_at(deadline, tcp.peek_first()).await {
         Ok(Some(first)) => first,
-        _ => return Accepted::Failed,
+        Ok(None) => return Accepted::Failed("closed before its first byte".into()),
+        Err(_) => return Accepted::Failed("sent nothing within header_timeout".into()),
     };
     if first.is_ascii_alphabetic() {
         return Accepted::PlainHttp(tcp);
     }
     if first != HANDSHAKE_RECORD {
-        return Accepted::Failed;
+        return Accepted::Failed(format!("not a TLS handshake (first byte {first:#04x})"));
     }
     let handshake = tokio_rustls::TlsAcceptor::from(acceptor.current()).accept(tcp);
     match timeout_at(deadline, handshake).await {
         Ok(Ok(stream)) => Accepted::Tls(Box::new(stream)),
         // rustls has already sent the alert the failure calls for (RFC 8446 §6.2), e.g.
         // `protocol_version` for an SSL 3.0 or TLS 1.0 client.
-        Ok(Err(_)) | Err(_) => Accepted::Failed,
+        Ok(Err(error)) => Accepted::Failed(format!("TLS handshake failed: {error}")),
+        Err(_) => Accepted::Failed("TLS handshake not done within header_timeout".into()),
     }
 }

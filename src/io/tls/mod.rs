@@ -58,6 +58,6 @@ pub async fn serve_tls<A: Application>(
             connection::serve_accepted(*stream, peer, Scheme::Https, engine, accepted_at).await
         }
         Accepted::PlainHttp(tcp) => refuse::refuse_plain_http(tcp, engine).await,
-        Accepted::Failed => {}
+        Accepted::Failed(reason) => engine.debug(|| format!("connection from {peer}: {reason}")),
     }
 }

@@ -112,7 +112,7 @@ pub async fn refuse_busy<A: Application>(
             answer_and_close(&mut stream, &answer).await;
         }
         Accepted::PlainHttp(tcp) => refuse_plain_http(tcp, engine).await,
-        Accepted::Failed => {}
+        Accepted::Failed(reason) => engine.debug(|| format!("refused connection: {reason}")),
     }
 }
 
