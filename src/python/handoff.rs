@@ -1,0 +1,355 @@
+//! The default handler mode: handlers on the I/O thread, the I/O role handed to another
+//! thread when a handler runs long (as tokio's `block_in_place` hands off a worker).
+//!
+//! One current-thread runtime drives every connection, as in the inline mode, and whichever
+//! handler thread holds the *driver* role drives it: detached, it runs the runtime until a
+//! job is ready; then, attached, it runs every ready job itself, so no request crosses a
+//! thread and a short handler costs what it costs inline. A watchdog thread (never
+//! attached to Python) samples the job in progress every [`WATCH_TICK`]; a job it finds
+//! still running at the next sample is long: the watchdog takes the role from its thread
+//! and gives it to a standby handler thread, which drives the runtime and runs the next
+//! jobs while the long one goes on. The thread whose handler ran long, once it returns,
+//! becomes a standby itself. When every handler thread is busy, the watchdog drives the
+//! runtime itself until one comes back, so connections (file routes, new connections,
+//! answers already made) never wait for Python.
+//!
+//! A streaming handler's write that must wait drives the runtime too (`inline_io`), on
+//! whichever thread it runs: tokio's current-thread runtime lets several threads call
+//! `block_on`, one of them driving the I/O at a time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use pyo3::prelude::*;
+use tokio::runtime::Runtime;
+
+use crate::python::handler_threads::{run_job, HandlerPool, Work};
+use crate::python::inline_io;
+
+/// How often the watchdog samples the job in progress: a job still running at the next
+/// sample (so after one to two ticks) is handed off.
+pub const WATCH_TICK: Duration = Duration::from_millis(1);
+
+/// Idle samples after which the watchdog sleeps until the next job (an idle server does
+/// not wake a thread every millisecond).
+const IDLE_TICKS: u32 = 200;
+
+/// How long the driver stays in one I/O round without jobs (a safety net: jobs and Stop
+/// both wake it at once through the job signal).
+const DRIVER_TICK: Duration = Duration::from_millis(500);
+
+/// The tickets' epoch part starts at this bit; the lower bits count one driver's jobs.
+const EPOCH_SHIFT: u32 = 40;
+
+struct Roles {
+    /// Nobody holds the driver role: the next standby takes it.
+    vacant: bool,
+    /// Handler threads waiting for the role.
+    standby: usize,
+    stop: bool,
+}
+
+pub struct Handoff {
+    /// The one strong reference to the runtime, until `shutdown`; the threads upgrade
+    /// `weak` for each round they drive it.
+    owner: Mutex<Option<Arc<Runtime>>>,
+    weak: Weak<Runtime>,
+    jobs: Receiver<Work>,
+    job_signal: Arc<tokio::sync::Notify>,
+    /// Bumped at each hand-off: a driver whose epoch is no longer current has lost the role.
+    epoch: AtomicU64,
+    /// The driver's job in progress: odd while a job runs, a new value for every job.
+    running: AtomicU64,
+    watchdog_asleep: AtomicBool,
+    roles: Mutex<Roles>,
+    standby: Condvar,
+    watchdog: Condvar,
+    /// Told when a standby has taken a vacant role (the watchdog then stops driving).
+    claimed: tokio::sync::Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+enum RoundEnd {
+    /// No job left: back to driving the runtime.
+    Idle,
+    /// The watchdog gave the role to another thread while a job ran.
+    Replaced,
+    Stop,
+}
+
+impl Handoff {
+    fn new(
+        runtime: Runtime,
+        jobs: Receiver<Work>,
+        job_signal: Arc<tokio::sync::Notify>,
+    ) -> Arc<Handoff> {
+        let runtime = Arc::new(runtime);
+        Arc::new(Handoff {
+            weak: Arc::downgrade(&runtime),
+            owner: Mutex::new(Some(runtime)),
+            jobs,
+            job_signal,
+            epoch: AtomicU64::new(1),
+            running: AtomicU64::new(0),
+            watchdog_asleep: AtomicBool::new(false),
+            roles: Mutex::new(Roles {
+                vacant: true,
+                standby: 0,
+                stop: false,
+            }),
+            standby: Condvar::new(),
+            watchdog: Condvar::new(),
+            claimed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Ends every thread that is not running a handler (and the others once theirs returns).
+    fn stop(&self) {
+        lock(&self.roles).stop = true;
+        self.standby.notify_all();
+        self.watchdog.notify_all();
+        self.claimed.notify_one();
+    }
+
+    /// Shuts the runtime down (every connection still open is dropped), once no thread is
+    /// driving it; a thread still driving it at `deadline` (a streaming handler waiting for
+    /// its client) keeps it until it lets go. Call detached, after `Work::Stop` was sent.
+    pub fn shutdown(&self, deadline: Instant, wait: bool) {
+        let Some(mut runtime) = lock(&self.owner).take() else {
+            return;
+        };
+        loop {
+            match Arc::try_unwrap(runtime) {
+                Ok(runtime) if wait => return runtime.shutdown_timeout(Duration::from_millis(200)),
+                Ok(runtime) => return runtime.shutdown_background(),
+                Err(shared) if wait && Instant::now() < deadline => {
+                    runtime = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Standby: waits (detached) until the role is vacant; returns the epoch it holds the
+    /// role under, or `None` on stop.
+    fn wait_for_role(&self) -> Option<u64> {
+        let mut roles = lock(&self.roles);
+        roles.standby += 1;
+        while !roles.vacant && !roles.stop {
+            roles = self
+                .standby
+                .wait(roles)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        roles.standby -= 1;
+        if roles.stop {
+            return None;
+        }
+        roles.vacant = false;
+        let epoch = self.epoch.load(Ordering::Acquire);
+        drop(roles);
+        self.claimed.notify_one();
+        Some(epoch)
+    }
+
+    /// Drives the runtime (detached) until a job may be ready; `false` once it is gone.
+    fn drive_until_jobs(&self) -> bool {
+        let Some(runtime) = self.weak.upgrade() else {
+            return false;
+        };
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(DRIVER_TICK, self.job_signal.notified()).await;
+        });
+        true
+    }
+
+    /// Runs every ready job while this thread holds the role under `epoch`.
+    fn run_round(&self, py: Python<'_>, epoch: u64, count: &mut u64) -> RoundEnd {
+        loop {
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return RoundEnd::Replaced;
+            }
+            match self.jobs.try_recv() {
+                Ok(Work::Job(job)) => {
+                    *count = count.wrapping_add(2) & ((1 << EPOCH_SHIFT) - 1);
+                    let ticket = (epoch << EPOCH_SHIFT) | *count | 1;
+                    self.running.store(ticket, Ordering::SeqCst);
+                    if self.watchdog_asleep.load(Ordering::SeqCst) {
+                        self.wake_watchdog();
+                    }
+                    run_job(py, *job);
+                    let _ = self.running.compare_exchange(
+                        ticket,
+                        ticket + 1,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    );
+                }
+                Ok(Work::Stop) | Err(TryRecvError::Disconnected) => return RoundEnd::Stop,
+                Err(TryRecvError::Empty) => return RoundEnd::Idle,
+            }
+        }
+    }
+
+    fn wake_watchdog(&self) {
+        let _roles = lock(&self.roles);
+        self.watchdog_asleep.store(false, Ordering::SeqCst);
+        self.watchdog.notify_all();
+    }
+
+    /// Holds the driver role until it is taken away (`true`) or the server stops (`false`).
+    fn drive(&self, py: Python<'_>, epoch: u64) -> bool {
+        let mut count = 0;
+        // A thread taking over runs what is waiting first: the job signal may have woken
+        // the thread it replaced.
+        let mut first = true;
+        loop {
+            if !first && !py.detach(|| self.drive_until_jobs()) {
+                return false;
+            }
+            first = false;
+            let Some(handle) = self.weak.upgrade().map(|runtime| runtime.handle().clone())
+            else {
+                return false;
+            };
+            // The handlers run in the runtime's context, so that a streaming handler's write
+            // can drive the I/O while its client catches up (see `inline_io`). Only a handle:
+            // a handler stuck past the grace period must not keep `stop()` from shutting the
+            // runtime down.
+            let _context = handle.enter();
+            let end = inline_io::as_loop(&self.weak, || self.run_round(py, epoch, &mut count));
+            match end {
+                RoundEnd::Idle => {}
+                RoundEnd::Replaced => return true,
+                RoundEnd::Stop => {
+                    self.stop();
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn handler_thread(&self) {
+        Python::attach(|py| {
+            while let Some(epoch) = py.detach(|| self.wait_for_role()) {
+                if !self.drive(py, epoch) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Takes the role from a driver whose job `stuck` is still running, gives it to a
+    /// standby, and drives the runtime itself while nobody has taken it.
+    fn hand_off(&self, stuck: u64) {
+        {
+            let mut roles = lock(&self.roles);
+            // Only the current driver's job counts (a thread that already lost the role
+            // finishes its job on its own).
+            let current = stuck >> EPOCH_SHIFT == self.epoch.load(Ordering::Acquire);
+            if roles.stop
+                || roles.vacant
+                || !current
+                || self.running.load(Ordering::Acquire) != stuck
+            {
+                return;
+            }
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            roles.vacant = true;
+            if roles.standby > 0 {
+                self.standby.notify_one();
+            }
+        }
+        loop {
+            {
+                let roles = lock(&self.roles);
+                if roles.stop || !roles.vacant {
+                    return;
+                }
+            }
+            let Some(runtime) = self.weak.upgrade() else {
+                return;
+            };
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(DRIVER_TICK, self.claimed.notified()).await;
+            });
+        }
+    }
+
+    fn watchdog_thread(&self) {
+        let mut last = 0;
+        let mut idle = 0;
+        loop {
+            {
+                let mut roles = lock(&self.roles);
+                if idle >= IDLE_TICKS {
+                    self.watchdog_asleep.store(true, Ordering::SeqCst);
+                    // A job that began before the flag was up is seen here.
+                    if self.running.load(Ordering::SeqCst) == last {
+                        while self.watchdog_asleep.load(Ordering::SeqCst) && !roles.stop {
+                            roles = self
+                                .watchdog
+                                .wait(roles)
+                                .unwrap_or_else(PoisonError::into_inner);
+                        }
+                    }
+                    self.watchdog_asleep.store(false, Ordering::SeqCst);
+                    idle = 0;
+                } else if !roles.stop {
+                    roles = self
+                        .watchdog
+                        .wait_timeout(roles, WATCH_TICK)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                if roles.stop {
+                    return;
+                }
+            }
+            let now = self.running.load(Ordering::Acquire);
+            if now != last {
+                last = now;
+                idle = 0;
+            } else if now & 1 == 1 {
+                self.hand_off(now);
+                last = 0;
+            } else {
+                idle += 1;
+            }
+        }
+    }
+}
+
+impl HandlerPool {
+    /// The default mode (see the module's documentation): `count` handler threads taking
+    /// turns at driving `runtime` (current-thread) and running the handlers, and a watchdog.
+    pub fn start_handoff(
+        count: usize,
+        runtime: Runtime,
+        jobs: Receiver<Work>,
+        job_signal: Arc<tokio::sync::Notify>,
+    ) -> std::io::Result<(HandlerPool, Arc<Handoff>)> {
+        let handoff = Handoff::new(runtime, jobs, job_signal);
+        let mut threads: Vec<(String, Box<dyn FnOnce() + Send>)> = Vec::with_capacity(count + 1);
+        for index in 0..count {
+            let shared = handoff.clone();
+            threads.push((
+                format!("godottpd-handler-{index}"),
+                Box::new(move || shared.handler_thread()),
+            ));
+        }
+        let shared = handoff.clone();
+        threads.push((
+            "godottpd-watchdog".into(),
+            Box::new(move || shared.watchdog_thread()),
+        ));
+        let pool = HandlerPool::spawn_all(threads).inspect_err(|_| handoff.stop())?;
+        Ok((pool, handoff))
+    }
+}
