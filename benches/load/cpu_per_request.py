@@ -10,7 +10,8 @@ of ``servers/godottpd_app.py`` pinned to core 0, wrk pinned to core 1; runs are 
     python benches/load/cpu_per_request.py --variants threads=8,inline=0 --shapes c1
 
 A variant is NAME=HANDLER_THREADS (the app reads GODOTTPD_HANDLER_THREADS); extra
-environment for one variant: NAME=THREADS:VAR=VALUE. Build first, as run.py says.
+environment for one variant: NAME=THREADS:VAR=VALUE (``PYTHONPATH=DIR`` times another
+build, a copy of ``python/`` holding it). Build first, as run.py says.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
         PYTHONPATH=str(REPO / "python"),
         GODOTTPD_HANDLER_THREADS=threads,
         PYTHONDONTWRITEBYTECODE="1",
-        **extra,
     )
+    env.update(extra)
     with tempfile.TemporaryDirectory() as static:
         server = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, str(HERE / "servers" / "godottpd_app.py")]

@@ -214,8 +214,7 @@ impl Handoff {
                 return false;
             }
             first = false;
-            let Some(handle) = self.weak.upgrade().map(|runtime| runtime.handle().clone())
-            else {
+            let Some(handle) = self.weak.upgrade().map(|runtime| runtime.handle().clone()) else {
                 return false;
             };
             // The handlers run in the runtime's context, so that a streaming handler's write
