@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from godottpd import HttpFileRouter, HttpRouter, HttpServer
-
 from conftest import HOST, _fetch
+from godottpd import HttpFileRouter, HttpRouter, HttpServer
 
 pytestmark = pytest.mark.concurrent_handlers
 

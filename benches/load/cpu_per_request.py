@@ -82,7 +82,7 @@ def parse_task_clock(text: str) -> float:
 
 
 def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Path) -> dict:
-    name, threads, extra = variant
+    _name, threads, extra = variant
     path, connections, script = SHAPES[shape]
     port = free_port()
     env = dict(os.environ)
@@ -94,8 +94,15 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
     env.update(extra)
     with tempfile.TemporaryDirectory() as static:
         server = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, str(HERE / "servers" / "godottpd_app.py")]
-            + [str(port), static],
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                str(HERE / "servers" / "godottpd_app.py"),
+                str(port),
+                static,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -109,8 +116,18 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
             # Warm-up, then the measured window with perf attached for exactly wrk's run.
             subprocess.run([*wrk, "-d1", url], capture_output=True, check=True)
             perf = subprocess.run(
-                ["perf", "stat", "-e", "task-clock", "-p", str(server.pid), "--"]
-                + [*wrk, f"-d{duration}", url],
+                [
+                    "perf",
+                    "stat",
+                    "-e",
+                    "task-clock",
+                    "-p",
+                    str(server.pid),
+                    "--",
+                    *wrk,
+                    f"-d{duration}",
+                    url,
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
