@@ -125,7 +125,7 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
                     str(server.pid),
                     "--",
                     *wrk,
-                    f"-d{duration}",
+                    f"-d{duration:g}s",
                     url,
                 ],
                 capture_output=True,
@@ -137,8 +137,8 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
             server.wait(10)
     requests = parse_requests(perf.stdout)
     cpu_ms = parse_task_clock(perf.stderr)
-    p50 = re.search(r"50%\s+(\S+)", perf.stdout)
-    p99 = re.search(r"99%\s+(\S+)", perf.stdout)
+    p50 = re.search(r"(?m)^\s+50%\s+(\S+)", perf.stdout)
+    p99 = re.search(r"(?m)^\s+99%\s+(\S+)", perf.stdout)
     return {
         "requests": requests,
         "rps": requests / duration,

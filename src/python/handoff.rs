@@ -32,6 +32,16 @@ use crate::python::inline_io;
 /// sample (so after one to two ticks) is handed off.
 pub const WATCH_TICK: Duration = Duration::from_millis(1);
 
+/// [`WATCH_TICK`], or `GODOTTPD_HANDOFF_TICK_US` microseconds: for measurements only (under
+/// valgrind, where everything runs some 50 times slower, every handler would look long).
+fn watch_tick() -> Duration {
+    std::env::var("GODOTTPD_HANDOFF_TICK_US")
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .filter(|&micros| micros > 0)
+        .map_or(WATCH_TICK, Duration::from_micros)
+}
+
 /// Idle samples after which the watchdog sleeps until the next job (an idle server does
 /// not wake a thread every millisecond).
 const IDLE_TICKS: u32 = 200;
@@ -63,6 +73,10 @@ pub struct Handoff {
     /// The driver's job in progress: odd while a job runs, a new value for every job.
     running: AtomicU64,
     watchdog_asleep: AtomicBool,
+    /// `Roles::stop`, for the watchdog's lock-free ticks.
+    stopping: AtomicBool,
+    /// The watchdog's sampling period ([`WATCH_TICK`]).
+    tick: Duration,
     roles: Mutex<Roles>,
     standby: Condvar,
     watchdog: Condvar,
@@ -97,6 +111,8 @@ impl Handoff {
             epoch: AtomicU64::new(1),
             running: AtomicU64::new(0),
             watchdog_asleep: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            tick: watch_tick(),
             roles: Mutex::new(Roles {
                 vacant: true,
                 standby: 0,
@@ -111,6 +127,7 @@ impl Handoff {
     /// Ends every thread that is not running a handler (and the others once theirs returns).
     fn stop(&self) {
         lock(&self.roles).stop = true;
+        self.stopping.store(true, Ordering::Release);
         self.standby.notify_all();
         self.watchdog.notify_all();
         self.claimed.notify_one();
@@ -285,31 +302,27 @@ impl Handoff {
         let mut last = 0;
         let mut idle = 0;
         loop {
-            {
+            if idle >= IDLE_TICKS {
                 let mut roles = lock(&self.roles);
-                if idle >= IDLE_TICKS {
-                    self.watchdog_asleep.store(true, Ordering::SeqCst);
-                    // A job that began before the flag was up is seen here.
-                    if self.running.load(Ordering::SeqCst) == last {
-                        while self.watchdog_asleep.load(Ordering::SeqCst) && !roles.stop {
-                            roles = self
-                                .watchdog
-                                .wait(roles)
-                                .unwrap_or_else(PoisonError::into_inner);
-                        }
+                self.watchdog_asleep.store(true, Ordering::SeqCst);
+                // A job that began before the flag was up is seen here.
+                if self.running.load(Ordering::SeqCst) == last {
+                    while self.watchdog_asleep.load(Ordering::SeqCst) && !roles.stop {
+                        roles = self
+                            .watchdog
+                            .wait(roles)
+                            .unwrap_or_else(PoisonError::into_inner);
                     }
-                    self.watchdog_asleep.store(false, Ordering::SeqCst);
-                    idle = 0;
-                } else if !roles.stop {
-                    roles = self
-                        .watchdog
-                        .wait_timeout(roles, WATCH_TICK)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
                 }
-                if roles.stop {
-                    return;
-                }
+                self.watchdog_asleep.store(false, Ordering::SeqCst);
+                idle = 0;
+            } else {
+                // A plain sleep: the cheapest tick (one system call, no lock); `stop()`
+                // is seen at the next one.
+                std::thread::sleep(self.tick);
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
             }
             let now = self.running.load(Ordering::Acquire);
             if now != last {
