@@ -6,8 +6,9 @@
 //! job is ready; then, attached, it runs every ready job itself, so no request crosses a
 //! thread and a short handler costs what it costs inline. A watchdog thread (never
 //! attached to Python) samples the job in progress every [`WATCH_TICK`]; a job it finds
-//! still running at the next sample is long: the watchdog takes the role from its thread
-//! and gives it to a standby handler thread, which drives the runtime and runs the next
+//! still there at the next sample, its thread asleep in the kernel (I/O, a lock, a sleep),
+//! is long (one still on a CPU, or waiting for one, after [`RUNNING_TICKS`] samples): the
+//! watchdog takes the role from its thread and gives it to a standby handler thread, which drives the runtime and runs the next
 //! jobs while the long one goes on. The thread whose handler ran long, once it returns,
 //! becomes a standby itself. When every handler thread is busy, the watchdog drives the
 //! runtime itself until one comes back, so connections (file routes, new connections,
@@ -42,6 +43,36 @@ fn watch_tick() -> Duration {
         .map_or(WATCH_TICK, Duration::from_micros)
 }
 
+/// Samples a job may stay *running* (on a CPU, or waiting for one) before it is handed
+/// off: a handler that blocks (asleep in the kernel: I/O, a lock, a sleep) is handed off at
+/// the first sample that finds it still there, but one that merely lost its CPU to another
+/// process for a time slice is not worth a hand-off (on a busy machine that happens all the
+/// time); a handler that computes for this long is.
+const RUNNING_TICKS: u32 = 20;
+
+/// Whether the thread whose `/proc/self/task/TID/stat` is `stat` is running or runnable
+/// (state `R`), as opposed to asleep in the kernel. Unknown (no procfs): `false`.
+fn on_cpu(stat: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return false;
+    };
+    // The command name, in parentheses, may hold anything; the state follows the last ')'.
+    text.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        == Some('R')
+}
+
+/// The calling thread's `/proc/self/task/TID/stat`, where procfs tells it.
+fn own_stat_path() -> Option<std::path::PathBuf> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    let tid = link.file_name()?.to_owned();
+    Some(
+        std::path::Path::new("/proc/self/task")
+            .join(tid)
+            .join("stat"),
+    )
+}
+
 /// Idle samples after which the watchdog sleeps until the next job (an idle server does
 /// not wake a thread every millisecond).
 const IDLE_TICKS: u32 = 200;
@@ -73,6 +104,8 @@ pub struct Handoff {
     /// The driver's job in progress: odd while a job runs, a new value for every job.
     running: AtomicU64,
     watchdog_asleep: AtomicBool,
+    /// The driver thread's `/proc/self/task/TID/stat` (set at each claim of the role).
+    driver_stat: Mutex<Option<std::path::PathBuf>>,
     /// `Roles::stop`, for the watchdog's lock-free ticks.
     stopping: AtomicBool,
     /// The watchdog's sampling period ([`WATCH_TICK`]).
@@ -111,6 +144,7 @@ impl Handoff {
             epoch: AtomicU64::new(1),
             running: AtomicU64::new(0),
             watchdog_asleep: AtomicBool::new(false),
+            driver_stat: Mutex::new(None),
             stopping: AtomicBool::new(false),
             tick: watch_tick(),
             roles: Mutex::new(Roles {
@@ -222,6 +256,7 @@ impl Handoff {
 
     /// Holds the driver role until it is taken away (`true`) or the server stops (`false`).
     fn drive(&self, py: Python<'_>, epoch: u64) -> bool {
+        *lock(&self.driver_stat) = own_stat_path();
         let mut count = 0;
         // A thread taking over runs what is waiting first: the job signal may have woken
         // the thread it replaced.
@@ -301,6 +336,8 @@ impl Handoff {
     fn watchdog_thread(&self) {
         let mut last = 0;
         let mut idle = 0;
+        // Samples that found the same job running.
+        let mut stuck = 0;
         loop {
             if idle >= IDLE_TICKS {
                 let mut roles = lock(&self.roles);
@@ -328,9 +365,16 @@ impl Handoff {
             if now != last {
                 last = now;
                 idle = 0;
+                stuck = 0;
             } else if now & 1 == 1 {
-                self.hand_off(now);
-                last = 0;
+                stuck += 1;
+                let running =
+                    stuck < RUNNING_TICKS && lock(&self.driver_stat).as_deref().is_some_and(on_cpu);
+                if !running {
+                    self.hand_off(now);
+                    last = 0;
+                    stuck = 0;
+                }
             } else {
                 idle += 1;
             }
