@@ -171,6 +171,9 @@ impl Handoff {
     /// driving it; a thread still driving it at `deadline` (a streaming handler waiting for
     /// its client) keeps it until it lets go. Call detached, after `Work::Stop` was sent.
     pub fn shutdown(&self, deadline: Instant, wait: bool) {
+        // The driver may find the runtime gone before it reads `Work::Stop`: every thread
+        // is told here as well.
+        self.stop();
         let Some(mut runtime) = lock(&self.owner).take() else {
             return;
         };
@@ -290,10 +293,12 @@ impl Handoff {
         Python::attach(|py| {
             while let Some(epoch) = py.detach(|| self.wait_for_role()) {
                 if !self.drive(py, epoch) {
-                    return;
+                    break;
                 }
             }
         });
+        // However this thread's turn ended (Stop, the runtime shut down), none waits on.
+        self.stop();
     }
 
     /// Takes the role from a driver whose job `stuck` is still running, gives it to a
