@@ -174,6 +174,25 @@ impl HandlerPool {
         })
     }
 
+    /// Spawns the named threads; the pool has ended once every one has returned.
+    pub fn spawn_all(
+        threads: Vec<(String, Box<dyn FnOnce() + Send>)>,
+    ) -> std::io::Result<HandlerPool> {
+        let (exit_guard, all_exited) = crossbeam_channel::bounded::<()>(0);
+        let mut handles = Vec::with_capacity(threads.len());
+        for (name, body) in threads {
+            let exit_guard = exit_guard.clone();
+            handles.push(std::thread::Builder::new().name(name).spawn(move || {
+                body();
+                drop(exit_guard);
+            })?);
+        }
+        Ok(HandlerPool {
+            threads: handles,
+            all_exited,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.threads.len()
     }
@@ -246,7 +265,7 @@ fn inline_loop(
         // The handlers run between I/O rounds, in the runtime's context, so that a streaming
         // handler's write can drive the I/O while its client catches up (see `inline_io`).
         let _context = runtime.enter();
-        if inline_io::as_loop(&runtime, || run_ready(py, jobs).stop) {
+        if inline_io::as_loop(&Arc::downgrade(&runtime), || run_ready(py, jobs).stop) {
             break;
         }
     });

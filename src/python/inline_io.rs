@@ -9,29 +9,37 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::Weak;
 
 use tokio::runtime::Runtime;
 
 thread_local! {
     /// The runtime this thread drives between handler rounds, while it runs handlers.
-    static LOOP_RUNTIME: RefCell<Option<Arc<Runtime>>> = const { RefCell::new(None) };
+    static LOOP_RUNTIME: RefCell<Option<Weak<Runtime>>> = const { RefCell::new(None) };
 }
 
-/// Runs `round` (the handlers) with `runtime` marked as this thread's to drive.
-pub fn as_loop<R>(runtime: &Arc<Runtime>, round: impl FnOnce() -> R) -> R {
+/// Runs `round` (the handlers) with `runtime` marked as this thread's to drive (a weak
+/// reference: the server's stop can shut the runtime down while a handler still runs).
+pub fn as_loop<R>(runtime: &Weak<Runtime>, round: impl FnOnce() -> R) -> R {
     LOOP_RUNTIME.with(|slot| *slot.borrow_mut() = Some(runtime.clone()));
     let result = round();
     LOOP_RUNTIME.with(|slot| *slot.borrow_mut() = None);
     result
 }
 
-/// On the inline loop thread, between rounds: drives the runtime until `future` completes
-/// and returns its output. Elsewhere (or nested): `None`, and the caller waits its own way.
-/// Call it detached.
+/// Whether this thread runs handlers between rounds of driving the runtime (the inline
+/// mode's loop thread, the default mode's handler threads): a write there that waits must
+/// drive the runtime ([`drive`]).
+pub fn on_loop() -> bool {
+    LOOP_RUNTIME.with(|slot| slot.borrow().is_some())
+}
+
+/// On a loop thread, between rounds: drives the runtime until `future` completes and
+/// returns its output. Elsewhere (or nested, or the runtime gone): `None`, and the caller
+/// waits its own way. Call it detached.
 pub fn drive<F: Future>(future: F) -> Option<F::Output> {
-    let runtime = LOOP_RUNTIME.with(|slot| slot.borrow_mut().take())?;
-    let output = runtime.block_on(future);
-    LOOP_RUNTIME.with(|slot| *slot.borrow_mut() = Some(runtime));
-    Some(output)
+    let weak = LOOP_RUNTIME.with(|slot| slot.borrow_mut().take())?;
+    let output = weak.upgrade().map(|runtime| runtime.block_on(future));
+    LOOP_RUNTIME.with(|slot| *slot.borrow_mut() = Some(weak));
+    output
 }

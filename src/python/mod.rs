@@ -3,9 +3,10 @@
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
-//! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
-//! `access_log`, `errors` (the declared exceptions), `tls` (`self_signed_certificate()`
-//! and TLS errors) and `type_name`.
+//! `handler_threads` (where handlers run: the handler mode), `handoff` (the default mode:
+//! handlers on the I/O thread, the I/O handed to another thread when one runs long),
+//! `json`, `logging`, `access_log`, `errors` (the declared exceptions), `tls`
+//! (`self_signed_certificate()` and TLS errors) and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
 //! them uses it. Python runs only on threads that this layer owns (or the caller's), never
@@ -17,6 +18,7 @@ pub(crate) mod errors;
 pub(crate) mod event_hub;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
+pub(crate) mod handoff;
 pub(crate) mod inline_io;
 pub(crate) mod json;
 pub(crate) mod logging;

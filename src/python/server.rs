@@ -22,6 +22,7 @@ use crate::python::access_log::{debug_enabled, log_thread};
 use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS, MAX_STREAM_BUFFER};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
+use crate::python::handoff::Handoff;
 use crate::python::router::{HttpRouter, PyRoute};
 use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
@@ -64,7 +65,13 @@ impl HandlerMode {
 
 /// What runs handlers while the server runs, one variant per [`HandlerMode`].
 enum Handlers {
-    /// Handler threads, beside the runtime's I/O threads.
+    /// Handler threads taking turns at driving the (current-thread) runtime and running
+    /// handlers, the role handed over when a handler runs long (`handoff`); the default.
+    Handoff {
+        pool: HandlerPool,
+        handoff: Arc<Handoff>,
+    },
+    /// Handler threads, beside the runtime's I/O threads (with `io_threads` above 1).
     Threads {
         runtime: tokio::runtime::Runtime,
         pool: HandlerPool,
@@ -501,7 +508,10 @@ impl HttpServer {
             .local_addr()
             .map(|address| address.port())
             .unwrap_or(port);
-        let runtime = if self.mode == HandlerMode::Inline {
+        // One I/O thread (the default): the loop threads drive a current-thread runtime
+        // themselves. More: a multi-thread runtime, and handlers on threads of their own.
+        let handoff = matches!(self.mode, HandlerMode::Threads(_)) && self.io_threads == 1;
+        let runtime = if self.mode == HandlerMode::Inline || handoff {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -544,6 +554,7 @@ impl HttpServer {
             .map(|(sender, _)| sender.clone());
         let job_signal = match self.mode {
             HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
+            HandlerMode::Threads(_) if handoff => Some(Arc::new(tokio::sync::Notify::new())),
             _ => None,
         };
         let mut engine = Engine::new(
@@ -564,7 +575,12 @@ impl HttpServer {
             (HandlerMode::Inline, Some(job_signal)) => Handlers::Inline {
                 pool: HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?,
             },
-            (HandlerMode::Threads(count), _) => Handlers::Threads {
+            (HandlerMode::Threads(count), Some(job_signal)) => {
+                let (pool, handoff) = HandlerPool::start_handoff(count, runtime, jobs, job_signal)
+                    .map_err(thread_error)?;
+                Handlers::Handoff { pool, handoff }
+            }
+            (HandlerMode::Threads(count), None) => Handlers::Threads {
                 pool: HandlerPool::start(count, jobs).map_err(thread_error)?,
                 runtime,
             },
@@ -603,10 +619,11 @@ impl HttpServer {
         }
         engine.stop.cancel();
         let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
-        let (runtime, pool, jobs) = match handlers {
-            Handlers::Threads { runtime, pool } => (Some(runtime), Some(pool), None),
-            Handlers::Inline { pool } => (None, Some(pool), None),
-            Handlers::Poll { runtime, jobs } => (Some(runtime), None, Some(jobs)),
+        let (runtime, pool, jobs, handoff) = match handlers {
+            Handlers::Handoff { pool, handoff } => (None, Some(pool), None, Some(handoff)),
+            Handlers::Threads { runtime, pool } => (Some(runtime), Some(pool), None, None),
+            Handlers::Inline { pool } => (None, Some(pool), None, None),
+            Handlers::Poll { runtime, jobs } => (Some(runtime), None, Some(jobs), None),
         };
         self.drain(py, &engine, jobs.as_ref());
         if let Some(runtime) = runtime {
@@ -615,6 +632,12 @@ impl HttpServer {
         if let Some(pool) = pool {
             for _ in 0..pool.len() {
                 let _ = engine.app.send(Work::Stop);
+            }
+            if let Some(handoff) = handoff {
+                // The threads let go of the runtime on Stop; the connections still open
+                // (their handler stuck past the grace period) close with it.
+                let wait = !pool.owns_current_thread();
+                py.detach(move || handoff.shutdown(deadline, wait));
             }
             // A handler stuck past the grace period is left to finish on its own; a handler
             // that calls stop() cannot wait for itself.
@@ -748,6 +771,10 @@ impl Drop for HttpServer {
         if let Some(running) = running {
             running.engine.stop.cancel();
             let threads = match running.handlers {
+                Handlers::Handoff { pool, handoff } => {
+                    handoff.shutdown(Instant::now(), false);
+                    pool.len()
+                }
                 Handlers::Threads { runtime, pool } => {
                     runtime.shutdown_background();
                     pool.len()

@@ -24,10 +24,11 @@ use crate::python::type_name::type_name;
 /// the main thread).
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
-/// The inline mode's loop thread (`handler_threads=0`): it also drives every connection,
-/// so a write there must never wait for one (see the README's "Streaming").
+/// A thread that also drives every connection (the inline mode's loop thread, the default
+/// mode's handler threads): a write there must never wait for one (see the README's
+/// "Streaming").
 fn on_inline_loop() -> bool {
-    std::thread::current().name() == Some("godottpd-loop")
+    inline_io::on_loop()
 }
 
 fn gone() -> PyErr {
