@@ -3,7 +3,8 @@
 //! Route patterns and the route table (`routes`), CORS (`cors`), `Set-Cookie` (`cookie`),
 //! the file router's resolution and answers (`files`), the routing decision for one request
 //! head (`decide`), the data that crosses between a connection and a handler
-//! (`exchange`), and a streamed body on its way from a handler to the socket (`stream`).
+//! (`exchange`), a streamed body on its way from a handler to the socket (`stream`), and a
+//! streamed request body on its way from the socket to a handler (`upload`).
 //!
 //! **Layer rule**: this folder imports `http` only; never `io` (no sockets, no tasks) nor
 //! `pyo3`/`python`. Handlers are opaque here: the route table is generic over the handler
@@ -19,3 +20,4 @@ pub(crate) mod files;
 pub(crate) mod forwarded;
 pub mod routes;
 pub(crate) mod stream;
+pub(crate) mod upload;

@@ -26,7 +26,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// The inline mode's loop thread (`handler_threads=0`): it also drives every connection,
 /// so a write there must never wait for one (see the README's "Streaming").
-fn on_inline_loop() -> bool {
+pub(crate) fn on_inline_loop() -> bool {
     std::thread::current().name() == Some("godottpd-loop")
 }
 
