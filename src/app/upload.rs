@@ -290,15 +290,24 @@ mod tests {
         });
         queue.complete();
         let wait = Duration::from_millis(1);
-        assert_eq!(queue.next_blocking(wait), Ok(Read::Piece(Bytes::from_static(b"ab"))));
-        assert_eq!(queue.next_blocking(wait), Ok(Read::Piece(Bytes::from_static(b"cd"))));
+        assert_eq!(
+            queue.next_blocking(wait),
+            Ok(Read::Piece(Bytes::from_static(b"ab")))
+        );
+        assert_eq!(
+            queue.next_blocking(wait),
+            Ok(Read::Piece(Bytes::from_static(b"cd")))
+        );
         assert_eq!(queue.next_blocking(wait), Ok(Read::End));
     }
 
     #[test]
     fn nothing_yet_is_waiting_and_demands() {
         let queue = BodyQueue::new(100);
-        assert_eq!(queue.next_blocking(Duration::from_millis(1)), Ok(Read::Waiting));
+        assert_eq!(
+            queue.next_blocking(Duration::from_millis(1)),
+            Ok(Read::Waiting)
+        );
         assert_eq!(block_on(queue.demanded()), Ok(()));
     }
 

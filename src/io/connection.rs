@@ -532,12 +532,7 @@ impl<T: Transport, A: Application> Connection<T, A> {
             }
             return self.discard_body(head.framing, 0, None).await;
         }
-        if head.expect_continue
-            && self
-                .write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-        {
+        if head.expect_continue && self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
             queue.fail(BodyError::Gone);
             return Err(Stop::Quietly);
         }
@@ -566,14 +561,18 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 _ => {
                     let before = self.input.len();
                     let mut piece = Vec::new();
-                    let decoded =
-                        decoder.decode(&mut self.input, &mut piece, limit.saturating_sub(delivered));
+                    let decoded = decoder.decode(
+                        &mut self.input,
+                        &mut piece,
+                        limit.saturating_sub(delivered),
+                    );
                     taken += before - self.input.len();
                     match decoded {
                         Ok(done) => {
                             delivered += piece.len() as u64;
                             if done {
-                                if !piece.is_empty() && queue.push(Bytes::from(piece)).await.is_err()
+                                if !piece.is_empty()
+                                    && queue.push(Bytes::from(piece)).await.is_err()
                                 {
                                     return Ok(());
                                 }
@@ -594,7 +593,9 @@ impl<T: Transport, A: Application> Connection<T, A> {
             }
             if !piece.is_empty() {
                 if queue.push(piece).await.is_err() {
-                    return self.discard_body(head.framing, remaining, Some(decoder)).await;
+                    return self
+                        .discard_body(head.framing, remaining, Some(decoder))
+                        .await;
                 }
                 continue;
             }

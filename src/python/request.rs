@@ -13,8 +13,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::app::exchange::{ConnectionInfo, RequestData};
-use crate::app::upload::{BodyError, BodyQueue, BodyReader, Read, RequestBody};
 use crate::app::forwarded::{self, Forwarded};
+use crate::app::upload::{BodyError, BodyQueue, BodyReader, Read, RequestBody};
 use crate::http::method::{KnownMethod, Method};
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
@@ -565,23 +565,25 @@ fn save_to(py: Python<'_>, queue: &Arc<BodyQueue>, mut file: std::fs::File) -> P
         }
     }
     loop {
-        let step = py.detach(|| -> Result<Option<u64>, Result<BodyError, std::io::Error>> {
-            let deadline = std::time::Instant::now() + WAIT_SLICE;
-            loop {
-                match queue.next_blocking(WAIT_SLICE) {
-                    Ok(Read::Piece(piece)) => {
-                        file.write_all(&piece).map_err(Err)?;
-                        written += piece.len() as u64;
-                        if std::time::Instant::now() >= deadline {
-                            return Ok(None);
+        let step = py.detach(
+            || -> Result<Option<u64>, Result<BodyError, std::io::Error>> {
+                let deadline = std::time::Instant::now() + WAIT_SLICE;
+                loop {
+                    match queue.next_blocking(WAIT_SLICE) {
+                        Ok(Read::Piece(piece)) => {
+                            file.write_all(&piece).map_err(Err)?;
+                            written += piece.len() as u64;
+                            if std::time::Instant::now() >= deadline {
+                                return Ok(None);
+                            }
                         }
+                        Ok(Read::Waiting) => return Ok(None),
+                        Ok(Read::End) => return Ok(Some(written)),
+                        Err(error) => return Err(Ok(error)),
                     }
-                    Ok(Read::Waiting) => return Ok(None),
-                    Ok(Read::End) => return Ok(Some(written)),
-                    Err(error) => return Err(Ok(error)),
                 }
-            }
-        });
+            },
+        );
         match step {
             Ok(Some(written)) => return Ok(written),
             Ok(None) => py.check_signals()?,

@@ -83,11 +83,13 @@ fn body_policy(router: &Bound<'_, PyAny>) -> PyResult<BodyPolicy> {
         Some(value) if value.is_none() => Some(None),
         Some(value) => {
             if value.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(PyTypeError::new_err("max_body_size must be an int or None, not bool"));
+                return Err(PyTypeError::new_err(
+                    "max_body_size must be an int or None, not bool",
+                ));
             }
-            let limit: i128 = value.extract().map_err(|_| {
-                PyTypeError::new_err("max_body_size must be an int or None")
-            })?;
+            let limit: i128 = value
+                .extract()
+                .map_err(|_| PyTypeError::new_err("max_body_size must be an int or None"))?;
             let limit = u64::try_from(limit).map_err(|_| {
                 PyValueError::new_err(format!("max_body_size must be >= 0, not {limit}"))
             })?;
