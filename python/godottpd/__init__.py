@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from godottpd._body import FormPart
 from godottpd._godottpd import (
     BadRequest,
+    BodyStream,
     Client,
     EventHub,
     EventStream,
@@ -26,6 +27,7 @@ Mapping.register(Headers)
 
 __all__ = [
     "BadRequest",
+    "BodyStream",
     "Client",
     "EventHub",
     "EventStream",

@@ -4,7 +4,7 @@ import os
 import socket as _socket
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -68,7 +68,8 @@ class HttpRequest:
     def headers(self) -> Headers: ...
     @property
     def body(self) -> bytes:
-        """The body, exactly as sent (a chunked body decoded)."""
+        """The body, exactly as sent (a chunked body decoded). Raises ``RuntimeError`` for a
+        router with ``stream_body = True``: use ``stream()`` or ``save()`` there."""
     @property
     def text(self) -> str:
         """The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
@@ -106,6 +107,22 @@ class HttpRequest:
         """
     def get_cookies(self) -> dict[str, str]:
         """The cookies the request carries."""
+    def stream(self) -> BodyStream:
+        """The body as it arrives, for a router with ``stream_body = True``: an iterator of
+        ``bytes`` pieces. The first read sends ``100 Continue`` to a client that waits for
+        it. A read raises ``BadRequest`` (its ``status`` is ``408`` for a client that stalls,
+        ``413`` past ``max_body_size``) or ``ConnectionError`` (the client left)."""
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Writes the rest of a streamed body (``stream_body = True``) to the file ``path``
+        as it arrives, with bounded memory, and returns the number of bytes written. Raises
+        as ``stream()`` does, or ``OSError``."""
+
+@final
+class BodyStream:
+    """A streamed request body, read piece by piece: ``for piece in request.stream(): ...``."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> bytes: ...
 
 @final
 class HttpResponse:
@@ -234,6 +251,7 @@ class HttpRouter:
     The inherited methods answer ``405 Method Not Allowed`` with an ``Allow`` header.
     """
 
+    stream_body: ClassVar[bool]
     def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
     def handle_get(self, request: HttpRequest, response: HttpResponse) -> None: ...
     def handle_head(self, request: HttpRequest, response: HttpResponse) -> None: ...

@@ -442,7 +442,7 @@ impl<T: Transport, A: Application> Connection<T, A> {
             } => {
                 let policy = route.body_policy();
                 let limit = policy.limit(server_limit);
-                if !policy.streamed || framing == Framing::Empty {
+                if !policy.streamed {
                     let body = self.read_body(&body_head, limit).await?;
                     let context = context.with_body(RequestBody::Whole(body));
                     return Ok(self.submit(route, method, context).unwrap_or(after));
@@ -454,6 +454,13 @@ impl<T: Transport, A: Application> Connection<T, A> {
                             "request body too large",
                         )));
                     }
+                }
+                if framing == Framing::Empty {
+                    // Nothing to read: an empty stream, already complete.
+                    let queue = BodyQueue::new(1);
+                    queue.complete();
+                    let context = context.with_body(RequestBody::Streamed(queue));
+                    return Ok(self.submit(route, method, context).unwrap_or(after));
                 }
                 // The answers before this one go out first: from here until its body is
                 // read, the connection serves this request only.

@@ -309,7 +309,8 @@ impl HttpRequest {
             .map(|headers| headers.clone_ref(py))
     }
 
-    /// The body, exactly as sent (a chunked body decoded).
+    /// The body, exactly as sent (a chunked body decoded). Raises ``RuntimeError`` for a
+    /// router with ``stream_body = True``: use ``stream()`` or ``save()`` there.
     #[getter]
     fn body(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
         let body = self.whole_body()?;
