@@ -89,6 +89,20 @@ impl BodyQueue {
         })
     }
 
+    /// A queue that already holds all of `body` (a form parsed from a body read whole).
+    pub fn filled(body: Bytes) -> Arc<Self> {
+        let queue = BodyQueue::new(body.len());
+        {
+            let mut state = queue.lock();
+            state.held = body.len();
+            if !body.is_empty() {
+                state.pieces.push_back(body);
+            }
+            state.complete = true;
+        }
+        queue
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

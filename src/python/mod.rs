@@ -1,7 +1,8 @@
 //! The Python layer: the classes Python code sees, and the threads that run its handlers.
 //!
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
-//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
+//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
+//! `form` (`request.form()`: a multipart body parsed as it arrives), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
 //! `access_log`, `errors` (the declared exceptions) and `type_name`.
@@ -15,6 +16,7 @@ pub(crate) mod arguments;
 pub(crate) mod errors;
 pub(crate) mod event_hub;
 pub(crate) mod file_router;
+pub(crate) mod form;
 pub(crate) mod handler_threads;
 pub(crate) mod inline_io;
 pub(crate) mod json;

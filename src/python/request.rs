@@ -330,6 +330,22 @@ impl HttpRequest {
         })
     }
 
+    /// The parts of a ``multipart/form-data`` body as they arrive, an iterator of
+    /// ``FormField``: with ``stream_body = True`` a file part of any size is saved with
+    /// bounded memory (``field.save(path)``). Raises ``BadRequest`` for another content
+    /// type or a malformed form, and as ``stream()`` does.
+    fn form(&self) -> PyResult<crate::python::form::FormFields> {
+        let content_type = self.request.head.first_header("content-type").map(decode_field);
+        let boundary = crate::app::multipart::boundary(content_type.as_deref())
+            .map_err(|error| crate::python::errors::BadRequest::new_err(error.reason))?;
+        let queue = match &self.request.body {
+            RequestBody::Streamed(queue) => queue.clone(),
+            RequestBody::Whole(body) => BodyQueue::filled(body.clone()),
+        };
+        let multipart = crate::app::multipart::parse(queue, boundary);
+        Ok(crate::python::form::FormFields::new(multipart, self.reader.clone()))
+    }
+
     /// Writes the rest of a streamed body (``stream_body = True``) to the file ``path``
     /// as it arrives, with bounded memory, and returns the number of bytes written. Raises
     /// as ``stream()`` does, or ``OSError``.
@@ -497,7 +513,7 @@ impl BodyStream {
 
 /// The Python exception for a body that cannot be read to its end: `BadRequest` with the
 /// status the client is answered with if it escapes the handler, or `ConnectionError`.
-fn body_error(py: Python<'_>, error: BodyError) -> PyErr {
+pub(crate) fn body_error(py: Python<'_>, error: BodyError) -> PyErr {
     match error {
         BodyError::Refused(refusal) => {
             let error = crate::python::errors::BadRequest::new_err(refusal.reason);
