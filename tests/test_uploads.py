@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -446,3 +448,97 @@ def test_server_still_serves_after_uploads(serve: Any) -> None:
     server: HttpServer = serve({"/up": streamed(digest_handler)})
     for _ in range(20):
         assert post(server.port, "/up", b"abc")[0] == 200
+
+
+# --------------------------------------------------------------------------- #
+# multipart/form-data, parsed as it arrives (request.form())
+# --------------------------------------------------------------------------- #
+
+
+def curl_form(port: int, path: str, *fields: str) -> tuple[int, str]:
+    """POSTs a form with ``curl -F`` (which asks for ``100 Continue`` on large bodies)."""
+    arguments = ["curl", "-sS", "--max-time", "60", "-w", "\n%{http_code}"]
+    for field in fields:
+        arguments += ["-F", field]
+    done = subprocess.run(
+        [*arguments, f"http://{HOST}:{port}{path}"], capture_output=True, check=True, timeout=90
+    )
+    text, _, status = done.stdout.decode().rpartition("\n")
+    return int(status), text
+
+
+def form_handler(folder: Path) -> Handler:
+    def handler(request: Any, response: Any) -> None:
+        seen = []
+        for field in request.form():
+            if field.filename is None:
+                seen.append(f"{field.name}={field.read().decode()}")
+            else:
+                size = field.save(folder / field.filename)
+                seen.append(f"{field.name}:{field.filename}:{field.content_type}:{size}")
+        response.send(200, "\n".join(seen), "text/plain")
+
+    return handler
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_a_form_file_part_is_saved_as_it_arrives(serve: Any, tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    source = tmp_path / "video.bin"
+    size = 64 * MiB
+    with source.open("wb") as file:
+        block = os.urandom(MiB)
+        for _ in range(size // MiB):
+            file.write(block)
+    router = streamed(form_handler(saved), max_body_size=None)
+    server = serve({"/form": router})
+    rss = PeakRss()
+    status, text = curl_form(
+        server.port,
+        "/form",
+        "title=holiday",
+        f"video=@{source};type=video/mp4",
+        "note=last",
+    )
+    peak = rss.stop()
+    assert status == 200, text
+    assert text.splitlines() == [
+        "title=holiday",
+        f"video:video.bin:video/mp4:{size}",
+        "note=last",
+    ]
+    assert (saved / "video.bin").read_bytes() == source.read_bytes()
+    assert peak < 48 * MiB, f"server RSS grew by {peak / MiB:.1f} MiB for a 64 MiB form"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_a_form_read_whole_parses_too(serve: Any, make_router: Any, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"contents")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    server = serve({"/form": make_router(post=form_handler(saved))})
+    status, text = curl_form(server.port, "/form", "x=1", f"doc=@{tmp_path / 'a.txt'}")
+    assert (status, text.splitlines()) == (200, ["x=1", "doc:a.txt:text/plain:8"])
+    assert (saved / "a.txt").read_bytes() == b"contents"
+
+
+def test_a_form_that_is_not_one_is_a_400(serve: Any) -> None:
+    def handler(request: Any, response: Any) -> None:
+        for _ in request.form():
+            pass
+        response.send(200, "parsed")
+
+    server = serve({"/form": streamed(handler)})
+    status, body = post(server.port, "/form", b"a=1", {"Content-Type": "text/plain"})
+    assert status == 400
+    assert b"not multipart/form-data" in body
+    malformed = b"--X\r\nContent-Disposition: form-data; name=a\r\n\r\nno end"
+    status, body = post(
+        server.port,
+        "/form",
+        malformed,
+        {"Content-Type": "multipart/form-data; boundary=X"},
+    )
+    assert status == 400
+    assert b"multipart" in body
