@@ -117,7 +117,7 @@ def test_the_handler_runs_on_the_head_and_body_raises(serve: Any, raw: Any) -> N
     def handler(request: Any, response: Any) -> None:
         started.set()
         try:
-            request.body
+            _ = request.body
         except RuntimeError as error:
             seen["body"] = str(error)
         seen["text"] = b"".join(request.stream())

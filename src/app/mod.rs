@@ -19,7 +19,7 @@ pub(crate) mod decide;
 pub(crate) mod exchange;
 pub(crate) mod files;
 pub(crate) mod forwarded;
-pub mod routes;
 pub(crate) mod multipart;
+pub mod routes;
 pub(crate) mod stream;
 pub(crate) mod upload;

@@ -32,9 +32,8 @@ pub fn boundary(content_type: Option<&str>) -> Result<String, RequestError> {
             "the request body is not multipart/form-data",
         ));
     }
-    multer::parse_boundary(content_type).map_err(|_| {
-        RequestError::bad_request("multipart/form-data without a valid boundary")
-    })
+    multer::parse_boundary(content_type)
+        .map_err(|_| RequestError::bad_request("multipart/form-data without a valid boundary"))
 }
 
 /// A parser of the form in `queue`, reading it as it arrives.
@@ -72,7 +71,10 @@ mod tests {
             "abc"
         );
         assert_eq!(boundary(Some("text/plain")).unwrap_err().status, 400);
-        assert_eq!(boundary(Some("multipart/form-data")).unwrap_err().status, 400);
+        assert_eq!(
+            boundary(Some("multipart/form-data")).unwrap_err().status,
+            400
+        );
         assert_eq!(boundary(None).unwrap_err().status, 400);
     }
 

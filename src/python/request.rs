@@ -335,7 +335,11 @@ impl HttpRequest {
     /// bounded memory (``field.save(path)``). Raises ``BadRequest`` for another content
     /// type or a malformed form, and as ``stream()`` does.
     fn form(&self) -> PyResult<crate::python::form::FormFields> {
-        let content_type = self.request.head.first_header("content-type").map(decode_field);
+        let content_type = self
+            .request
+            .head
+            .first_header("content-type")
+            .map(decode_field);
         let boundary = crate::app::multipart::boundary(content_type.as_deref())
             .map_err(|error| crate::python::errors::BadRequest::new_err(error.reason))?;
         let queue = match &self.request.body {
@@ -343,7 +347,10 @@ impl HttpRequest {
             RequestBody::Whole(body) => BodyQueue::filled(body.clone()),
         };
         let multipart = crate::app::multipart::parse(queue, boundary);
-        Ok(crate::python::form::FormFields::new(multipart, self.reader.clone()))
+        Ok(crate::python::form::FormFields::new(
+            multipart,
+            self.reader.clone(),
+        ))
     }
 
     /// Writes the rest of a streamed body (``stream_body = True``) to the file ``path``
