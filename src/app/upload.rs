@@ -196,7 +196,8 @@ impl BodyQueue {
     }
 
     /// Queues a piece, then waits while more than the budget waits for the handler.
-    pub async fn push(&self, piece: Bytes) -> Result<(), Abandoned> {
+    /// `Ok(true)` when it had to wait (the time the client was held back is not its own).
+    pub async fn push(&self, piece: Bytes) -> Result<bool, Abandoned> {
         {
             let mut state = self.lock();
             if state.abandoned {
@@ -208,6 +209,7 @@ impl BodyQueue {
             }
         }
         self.wake_reader();
+        let mut waited = false;
         loop {
             {
                 let state = self.lock();
@@ -215,9 +217,10 @@ impl BodyQueue {
                     return Err(Abandoned);
                 }
                 if state.held <= self.budget {
-                    return Ok(());
+                    return Ok(waited);
                 }
             }
+            waited = true;
             self.wanted.notified().await;
         }
     }

@@ -543,8 +543,8 @@ impl<T: Transport, A: Application> Connection<T, A> {
             queue.fail(BodyError::Gone);
             return Err(Stop::Quietly);
         }
-        let rate = BodyRate::start(self.input.len());
-        // Body bytes taken out of `input` so far (for the rate).
+        let mut rate = BodyRate::start(self.input.len());
+        // Body bytes taken out of `input` since `rate` started.
         let mut taken = 0usize;
         let mut decoder = ChunkedDecoder::default();
         let mut remaining = match head.framing {
@@ -599,10 +599,19 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 taken += piece.len();
             }
             if !piece.is_empty() {
-                if queue.push(piece).await.is_err() {
-                    return self
-                        .discard_body(head.framing, remaining, Some(decoder))
-                        .await;
+                match queue.push(piece).await {
+                    // The handler held the body back: the client's rate counts afresh from
+                    // now (a slow handler must not make a fast client look slow).
+                    Ok(true) => {
+                        rate = BodyRate::start(self.input.len());
+                        taken = 0;
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        return self
+                            .discard_body(head.framing, remaining, Some(decoder))
+                            .await;
+                    }
                 }
                 continue;
             }

@@ -706,3 +706,51 @@ async fn a_streamed_body_past_the_route_limit_is_refused() {
     let error = read_all(&body_queue(&job)).await.expect_err("too large");
     assert!(matches!(error, BodyError::Refused(refusal) if refusal.status == 413));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_handler_does_not_make_a_fast_client_look_slow() {
+    let small_buffer = Limits {
+        stream_buffer: 4096,
+        ..limits()
+    };
+    let mut h = start(small_buffer, 16 * 1024, None);
+    let length = 64 * 1024;
+    h.send(
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let job = h.job().await;
+    let queue = body_queue(&job);
+    let mut client = h.client;
+    // The client sends 10 KiB/s, ten times min_body_rate.
+    let writer = tokio::spawn(async move {
+        for _ in 0..length / 1024 {
+            client
+                .write_all(&[b'x'; 1024])
+                .await
+                .expect("the server reads");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        client
+    });
+    // The handler takes a first piece, then is busy for a minute (the client, held back,
+    // waits), then reads as fast as the client sends.
+    let mut received = 0;
+    let mut pauses = 1;
+    loop {
+        match queue
+            .next()
+            .await
+            .expect("no 408: the client is not the slow one")
+        {
+            Read::Piece(piece) => received += piece.len(),
+            Read::End | Read::Waiting => break,
+        }
+        if pauses > 0 {
+            pauses -= 1;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+    assert_eq!(received, length);
+    let _client = writer.await.expect("the writer ends");
+}
