@@ -23,6 +23,7 @@ from godottpd._godottpd import (
     HttpServer,
     HttpStream,
     __version__,
+    self_signed_certificate,
 )
 
 Mapping.register(Headers)
@@ -44,4 +45,5 @@ __all__ = [
     "HttpServer",
     "HttpStream",
     "__version__",
+    "self_signed_certificate",
 ]
