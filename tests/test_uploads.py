@@ -542,3 +542,27 @@ def test_a_form_that_is_not_one_is_a_400(serve: Any) -> None:
     )
     assert status == 400
     assert b"multipart" in body
+
+
+def test_a_streamed_upload_over_tls(serve: Any, tls_certs: Any, tmp_path: Path) -> None:
+    target = tmp_path / "tls.bin"
+
+    def handler(request: Any, response: Any) -> None:
+        response.send(200, str(request.save(target)))
+
+    server = serve(
+        {"/up": streamed(handler, max_body_size=None)},
+        tls_cert=tls_certs.rsa_chain,
+        tls_key=tls_certs.rsa_key,
+    )
+    body = os.urandom(8 * MiB)
+    connection = http.client.HTTPSConnection(
+        HOST, server.port, timeout=30, context=tls_certs.client_context()
+    )
+    try:
+        connection.request("POST", "/up", body=body, headers={"Expect": "100-continue"})
+        answer = connection.getresponse()
+        assert (answer.status, answer.read()) == (200, str(len(body)).encode())
+    finally:
+        connection.close()
+    assert target.read_bytes() == body
