@@ -31,7 +31,9 @@ mod _godottpd {
     #[pymodule_export]
     use crate::python::file_router::HttpFileRouter;
     #[pymodule_export]
-    use crate::python::request::{Client, Headers, HttpRequest};
+    use crate::python::form::{FormField, FormFields};
+    #[pymodule_export]
+    use crate::python::request::{BodyStream, Client, Headers, HttpRequest};
     #[pymodule_export]
     use crate::python::response::HttpResponse;
     #[pymodule_export]

@@ -3,13 +3,15 @@
 Headless Chromium opens a page whose script fetches ``data.json``, instantiates a small
 WebAssembly module with ``WebAssembly.instantiateStreaming`` (which requires the
 ``application/wasm`` type) and reports ``crossOriginIsolated``; the test reads the result
-from the DOM Chromium dumps.
+from the DOM Chromium dumps. A second test runs an ``EventSource`` against an
+``event_stream`` route (order, reconnection, ``Last-Event-ID``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -17,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from godottpd import HttpRouter
 
 pytestmark = pytest.mark.browser
 
@@ -138,3 +142,91 @@ def test_godot_style_page_runs_isolated(tmp_path: Path) -> None:
             if server.stdout is not None:
                 server.stdout.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+EVENTS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>events pending</title></head>
+<body><pre id="result">pending</pre>
+<script>
+const got = [];
+const source = new EventSource("/events");
+function report(outcome) {
+  source.close();
+  const text = JSON.stringify({ outcome, got });
+  document.getElementById("result").textContent = "RESULT " + text + " END";
+  document.title = "events " + outcome;
+  fetch("/report", { method: "POST", body: text });
+}
+source.addEventListener("tick", (event) => {
+  got.push([event.data, event.lastEventId]);
+  if (got.length === 5) report("done");
+});
+source.onerror = () => { if (got.length === 0) report("error"); };
+</script></body></html>
+"""
+
+
+def test_event_source_gets_events_in_order_and_resumes_with_last_event_id(serve: Any) -> None:
+    """Chromium's EventSource on an event_stream route: events arrive in order; after the
+    server closes the stream, the browser reconnects and sends ``Last-Event-ID``, which the
+    handler reads from ``request.headers``; the page posts what it got back."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (apt-get install -y chromium)")
+    resumed_from: list[str | None] = []
+    reports: queue.Queue[bytes] = queue.Queue()
+
+    class Page(HttpRouter):
+        def handle_get(self, request: Any, response: Any) -> None:
+            response.send(200, EVENTS_PAGE, "text/html")
+
+    class Events(HttpRouter):
+        def handle_get(self, request: Any, response: Any) -> None:
+            last = request.headers.get("last-event-id")
+            resumed_from.append(last)
+            first = 1 if last is None else int(last) + 1
+            with response.event_stream(heartbeat=None) as stream:
+                for number in range(first, min(first + 3, 6)):
+                    # A short retry, so that the browser comes back at once.
+                    stream.send(f"event {number}", event="tick", id=str(number), retry=50)
+            # Leaving the block closes the stream: the browser reconnects.
+
+    class Report(HttpRouter):
+        def handle_post(self, request: Any, response: Any) -> None:
+            reports.put(request.body)
+            response.send(204)
+
+    server = serve({"/": Page(), "/events": Events(), "/report": Report()})
+    profile = tempfile.mkdtemp(prefix="godottpd-chromium-")
+    try:
+        browser = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                f"http://{HOST}:{server.port}/",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            report = json.loads(reports.get(timeout=40))
+        finally:
+            try:
+                dom, errors = browser.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                dom, errors = browser.communicate()
+        assert report["outcome"] == "done", errors.decode(errors="replace")[-2000:]
+        assert report["got"] == [[f"event {n}", str(n)] for n in range(1, 6)]
+        # The first connection had no Last-Event-ID; the reconnection resumed after 3.
+        assert resumed_from[:2] == [None, "3"]
+        assert b"RESULT " in dom
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)

@@ -9,9 +9,12 @@ from collections.abc import Mapping
 from godottpd._body import FormPart
 from godottpd._godottpd import (
     BadRequest,
+    BodyStream,
     Client,
     EventHub,
     EventStream,
+    FormField,
+    FormFields,
     Headers,
     HttpFileRouter,
     HttpRequest,
@@ -27,9 +30,12 @@ Mapping.register(Headers)
 
 __all__ = [
     "BadRequest",
+    "BodyStream",
     "Client",
     "EventHub",
     "EventStream",
+    "FormField",
+    "FormFields",
     "FormPart",
     "Headers",
     "HttpFileRouter",

@@ -4,7 +4,7 @@ import os
 import socket as _socket
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -68,7 +68,8 @@ class HttpRequest:
     def headers(self) -> Headers: ...
     @property
     def body(self) -> bytes:
-        """The body, exactly as sent (a chunked body decoded)."""
+        """The body, exactly as sent (a chunked body decoded). Raises ``RuntimeError`` for a
+        router with ``stream_body = True``: use ``stream()`` or ``save()`` there."""
     @property
     def text(self) -> str:
         """The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
@@ -106,6 +107,57 @@ class HttpRequest:
         """
     def get_cookies(self) -> dict[str, str]:
         """The cookies the request carries."""
+    def stream(self) -> BodyStream:
+        """The body as it arrives, for a router with ``stream_body = True``: an iterator of
+        ``bytes`` pieces. The first read sends ``100 Continue`` to a client that waits for
+        it. A read raises ``BadRequest`` (its ``status`` is ``408`` for a client that stalls,
+        ``413`` past ``max_body_size``) or ``ConnectionError`` (the client left)."""
+    def form(self) -> FormFields:
+        """The parts of a ``multipart/form-data`` body as they arrive, an iterator of
+        ``FormField``: with ``stream_body = True`` a file part of any size is saved with
+        bounded memory (``field.save(path)``). Raises ``BadRequest`` for another content
+        type or a malformed form, and as ``stream()`` does."""
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Writes the rest of a streamed body (``stream_body = True``) to the file ``path``
+        as it arrives, with bounded memory, and returns the number of bytes written. Raises
+        as ``stream()`` does, or ``OSError``."""
+
+@final
+class BodyStream:
+    """A streamed request body, read piece by piece: ``for piece in request.stream(): ...``."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> bytes: ...
+
+@final
+class FormFields:
+    """The parts of a ``multipart/form-data`` body, in order, as they arrive:
+    ``for field in request.form(): ...``. Reading the next one skips what is left of the
+    one before."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> FormField: ...
+
+@final
+class FormField:
+    """One part of a ``multipart/form-data`` body: its ``name``, ``filename`` and
+    ``content_type`` (each ``None`` when absent), and its data, read once with ``read()``
+    or ``save(path)``."""
+
+    @property
+    def name(self) -> str | None:
+        """The ``name`` of its ``Content-Disposition``."""
+    @property
+    def filename(self) -> str | None:
+        """The ``filename`` of its ``Content-Disposition`` (a file part has one)."""
+    @property
+    def content_type(self) -> str | None:
+        """Its ``Content-Type``."""
+    def read(self) -> bytes:
+        """The rest of its data, whole: for small fields (a file part is better saved)."""
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Writes the rest of its data to the file ``path`` as it arrives, with bounded
+        memory; returns the number of bytes written."""
 
 @final
 class HttpResponse:
@@ -234,6 +286,7 @@ class HttpRouter:
     The inherited methods answer ``405 Method Not Allowed`` with an ``Allow`` header.
     """
 
+    stream_body: ClassVar[bool]
     def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
     def handle_get(self, request: HttpRequest, response: HttpResponse) -> None: ...
     def handle_head(self, request: HttpRequest, response: HttpResponse) -> None: ...

@@ -16,6 +16,30 @@ pub trait HandlerRoute: Send + Sync + 'static {
     fn handles(&self, method: KnownMethod) -> bool;
     /// The route's `Allow` value, for its 405 answers.
     fn allow(&self) -> &Arc<str>;
+    /// How the route takes request bodies: whole (the default) or streamed, and its limit.
+    fn body_policy(&self) -> BodyPolicy {
+        BodyPolicy::default()
+    }
+}
+
+/// How a route takes request bodies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyPolicy {
+    /// `stream_body = True`: the handler runs once the head has arrived and reads the body
+    /// as it arrives.
+    pub streamed: bool,
+    /// The route's own `max_body_size`: `None` keeps the server's, `Some(None)` is no limit.
+    pub max_body_size: Option<Option<u64>>,
+}
+
+impl BodyPolicy {
+    /// The largest body the route takes, given the server's limit.
+    pub fn limit(&self, server_limit: u64) -> u64 {
+        match self.max_body_size {
+            None => server_limit,
+            Some(limit) => limit.unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// Where a route leads.

@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::app::answer::ServerAnswer;
 use crate::app::config::{HandlerRoute, LiveConfig, Target};
 use crate::app::cors::Cors;
@@ -15,6 +13,7 @@ use crate::app::exchange::Outgoing;
 use crate::app::exchange::{ConnectionInfo, ReplyContext, RequestData};
 use crate::app::files::{FileRequest, FileRoute};
 use crate::app::routes::RequestPath;
+use crate::app::upload::RequestBody;
 use crate::http::encode::Persistence;
 use crate::http::error::RequestError;
 use crate::http::method::{allow_all, KnownMethod, Method};
@@ -28,7 +27,9 @@ pub enum Decision<R> {
     Refuse(RequestError),
     /// A file router answers it (its file-system calls are the caller's to make).
     Files(Arc<FileRoute>, FileRequest),
-    /// A handler of the application answers it.
+    /// A handler of the application answers it. The request's body is still to be read:
+    /// the connection reads it as the route's [`HandlerRoute::body_policy`] says, then
+    /// attaches it with [`ReplyContext::with_body`].
     Handler {
         route: Arc<R>,
         method: KnownMethod,
@@ -55,11 +56,11 @@ pub fn persistence(head: &RequestHead, stopping: bool) -> Persistence {
     }
 }
 
-/// Routes one request whose body has been read.
+/// Routes one request by its head (its body, if any, is read afterwards: how depends on
+/// where it goes).
 pub fn decide<R: HandlerRoute>(
     config: &LiveConfig<R>,
     head: RequestHead,
-    body: Bytes,
     connection: &Arc<ConnectionInfo>,
 ) -> Routed<R> {
     let persistence = persistence(&head, connection.server_stopping());
@@ -145,7 +146,7 @@ pub fn decide<R: HandlerRoute>(
                     path: path.into_decoded(),
                     parameters: captures.parameters,
                     head,
-                    body,
+                    body: RequestBody::default(),
                 }),
                 connection: connection.clone(),
                 head_only,

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::app::forwarded::ProxySettings;
 use crate::app::stream::StreamBody;
+use crate::app::upload::RequestBody;
 use crate::http::encode::Persistence;
 use crate::http::method::KnownMethod;
 use crate::http::parse::RequestHead;
@@ -93,7 +94,8 @@ impl ConnectionInfo {
 #[derive(Debug)]
 pub struct RequestData {
     pub head: RequestHead,
-    pub body: Bytes,
+    /// Read whole before the handler runs, or streamed to it (`stream_body = True`).
+    pub body: RequestBody,
     /// The percent-decoded path.
     pub path: String,
     pub parameters: Vec<(String, String)>,
@@ -166,6 +168,25 @@ pub struct ReplyContext {
     pub allow: Arc<str>,
     /// The server identifier at the time the request arrived.
     pub server_identifier: Arc<Box<str>>,
+}
+
+impl ReplyContext {
+    /// The context with its request's body, which the connection reads after routing
+    /// (the request is not shared before its job is submitted, so this moves nothing).
+    pub fn with_body(mut self, body: RequestBody) -> Self {
+        if let Some(request) = Arc::get_mut(&mut self.request) {
+            request.body = body;
+        } else {
+            let request = &self.request;
+            self.request = Arc::new(RequestData {
+                head: request.head.clone(),
+                body,
+                path: request.path.clone(),
+                parameters: request.parameters.clone(),
+            });
+        }
+        self
+    }
 }
 
 /// One request for a handler of the application's route type `R`: the I/O layer builds it,

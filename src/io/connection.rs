@@ -25,11 +25,13 @@ use tokio::time::{timeout, timeout_at, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::answer::ServerAnswer;
+use crate::app::config::HandlerRoute;
 use crate::app::decide::{decide, Decision};
 use crate::app::exchange::{
     request_line, AccessEvent, AccessRecord, ConnectionInfo, Job, Outgoing, ReplyReceiver, Scheme,
 };
 use crate::app::files;
+use crate::app::upload::{BodyError, BodyQueue, RequestBody};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::encode::Persistence;
 use crate::http::error::RequestError;
@@ -48,6 +50,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long, and how much, a refused client may still send before the socket is dropped.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
+/// Most bytes of a streamed body its handler gave up that are read and dropped so that the
+/// connection can go on; past this, it closes after the answer instead.
+const DISCARD_LIMIT: usize = 1024 * 1024;
 
 /// An answer in the queue: ready to write, or still with its handler.
 enum Pending {
@@ -67,6 +72,9 @@ enum Stop {
     Quietly,
     /// The client must be told why, then the connection closes.
     Refuse(RequestError),
+    /// What is pending is answered, then the connection closes, lingering: the client may
+    /// still be sending a body nobody reads (a streamed body refused or given up).
+    AfterPending,
 }
 
 /// Whether the connection goes on after writing what is pending.
@@ -184,13 +192,21 @@ async fn serve_from<T: Transport, A: Application>(
         head_deadline,
         last_activity: accepted_at,
     };
-    if let Stop::Refuse(error) = connection.run().await {
-        connection.refuse(error);
-        let _ = connection.flush().await;
-        let _ = connection.shutdown().await;
-        connection.linger().await;
-    } else {
-        let _ = connection.shutdown().await;
+    match connection.run().await {
+        Stop::Refuse(error) => {
+            connection.refuse(error);
+            let _ = connection.flush().await;
+            let _ = connection.shutdown().await;
+            connection.linger().await;
+        }
+        Stop::AfterPending => {
+            let _ = connection.flush().await;
+            let _ = connection.shutdown().await;
+            connection.linger().await;
+        }
+        Stop::Quietly => {
+            let _ = connection.shutdown().await;
+        }
     }
     info.mark_closed();
 }
@@ -243,11 +259,11 @@ impl<T: Transport, A: Application> Connection<T, A> {
             if self.engine.access_log.is_some() {
                 self.request_line = Some(request_line(&head));
             }
-            let body = match self.read_body(&head).await {
-                Ok(body) => body,
+            let after = match self.route(head).await {
+                Ok(after) => after,
                 Err(stop) => return stop,
             };
-            if self.route(head, body) == Flushed::Closed {
+            if after == Flushed::Closed {
                 self.flush().await;
                 return Stop::Quietly;
             }
@@ -368,7 +384,7 @@ impl<T: Transport, A: Application> Connection<T, A> {
     /// `100 Continue` if the client waits for it (RFC 9110 §10.1.1).
     async fn prepare_body_wait(
         &mut self,
-        head: &RequestHead,
+        head: &BodyHead,
         continued: &mut bool,
     ) -> Result<(), Stop> {
         if self.flush().await == Flushed::Closed {
@@ -383,8 +399,8 @@ impl<T: Transport, A: Application> Connection<T, A> {
         Ok(())
     }
 
-    async fn read_body(&mut self, head: &RequestHead) -> Result<Bytes, Stop> {
-        let max_body = self.engine.limits.max_body_size;
+    /// Reads a whole body of at most `max_body` bytes.
+    async fn read_body(&mut self, head: &BodyHead, max_body: u64) -> Result<Bytes, Stop> {
         let mut continued = false;
         match head.framing {
             Framing::Empty => Ok(Bytes::new()),
@@ -442,20 +458,34 @@ impl<T: Transport, A: Application> Connection<T, A> {
         }
     }
 
-    /// Routes one request and queues its answer. Returns whether the connection closes after.
-    fn route(&mut self, head: RequestHead, body: Bytes) -> Flushed {
-        let routed = decide(&self.engine.config, head, body, &self.info);
+    /// Routes one request, reads its body as its route says, and queues its answer.
+    /// Returns whether the connection closes after.
+    async fn route(&mut self, head: RequestHead) -> Result<Flushed, Stop> {
+        let server_limit = self.engine.limits.max_body_size;
+        let framing = head.framing;
+        let expect_continue = head.expect_continue;
+        // Only a handler route needs the head after routing; the others need the body read
+        // (and dropped) first, to find the next request.
+        let body_head = BodyHead {
+            framing,
+            expect_continue,
+        };
+        let routed = decide(&self.engine.config, head, &self.info);
         let after = match routed.persistence {
             Persistence::Close => Flushed::Closed,
             _ => Flushed::Open,
         };
         match routed.decision {
-            Decision::Answer(outgoing) => self.push(Pending::Ready(outgoing)),
+            Decision::Answer(outgoing) => {
+                self.skip_body(&body_head, server_limit).await?;
+                self.push(Pending::Ready(outgoing));
+            }
             Decision::Refuse(error) => {
                 self.refuse(error);
-                return Flushed::Closed;
+                return Ok(Flushed::Closed);
             }
             Decision::Files(route, request) => {
+                self.skip_body(&body_head, server_limit).await?;
                 // The file system calls (stat, open, realpath) run right here on the I/O
                 // thread, as nginx runs them in its event loop: on a local disk they take
                 // microseconds, far less than handing the request to a blocking pool and
@@ -468,31 +498,253 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 method,
                 context,
             } => {
-                let head_only = context.head_only;
-                let (reply, receiver) = tokio::sync::oneshot::channel();
-                let job = Job {
-                    route,
-                    method,
-                    context,
-                    reply,
-                };
-                if !self.engine.app.submit(job) {
-                    let identifier = self.engine.config.server_identifier.load();
-                    let answer = ServerAnswer {
-                        server_identifier: &identifier,
-                        persistence: Persistence::Close,
-                        extra_lines: b"",
-                        head_only,
-                    };
-                    let outgoing =
-                        answer.text(503, &[], b"Service Unavailable: the server is stopping");
-                    self.push(Pending::Ready(outgoing));
-                    return Flushed::Closed;
+                let policy = route.body_policy();
+                let limit = policy.limit(server_limit);
+                if !policy.streamed {
+                    let body = self.read_body(&body_head, limit).await?;
+                    let context = context.with_body(RequestBody::Whole(body));
+                    return Ok(self.submit(route, method, context).unwrap_or(after));
                 }
-                self.push(Pending::Waiting(receiver));
+                if let Framing::Length(length) = framing {
+                    if length > limit {
+                        return Err(Stop::Refuse(RequestError::new(
+                            413,
+                            "request body too large",
+                        )));
+                    }
+                }
+                if framing == Framing::Empty {
+                    // Nothing to read: an empty stream, already complete.
+                    let queue = BodyQueue::new(1);
+                    queue.complete();
+                    let context = context.with_body(RequestBody::Streamed(queue));
+                    return Ok(self.submit(route, method, context).unwrap_or(after));
+                }
+                // The answers before this one go out first: from here until its body is
+                // read, the connection serves this request only.
+                if self.flush().await == Flushed::Closed {
+                    return Err(Stop::Quietly);
+                }
+                let queue = BodyQueue::new(self.info.stream_buffer);
+                let context = context.with_body(RequestBody::Streamed(queue.clone()));
+                if let Some(closed) = self.submit(route, method, context) {
+                    return Ok(closed);
+                }
+                self.stream_body(&body_head, limit, &queue).await?;
             }
         }
-        after
+        Ok(after)
+    }
+
+    /// Hands a job to the application and queues its answer; `Some(Closed)` when the
+    /// application takes no more jobs (503, then close).
+    fn submit(
+        &mut self,
+        route: Arc<A::Route>,
+        method: crate::http::method::KnownMethod,
+        context: crate::app::exchange::ReplyContext,
+    ) -> Option<Flushed> {
+        let head_only = context.head_only;
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        let job = Job {
+            route,
+            method,
+            context,
+            reply,
+        };
+        if !self.engine.app.submit(job) {
+            let identifier = self.engine.config.server_identifier.load();
+            let answer = ServerAnswer {
+                server_identifier: &identifier,
+                persistence: Persistence::Close,
+                extra_lines: b"",
+                head_only,
+            };
+            let outgoing = answer.text(503, &[], b"Service Unavailable: the server is stopping");
+            self.push(Pending::Ready(outgoing));
+            return Some(Flushed::Closed);
+        }
+        self.push(Pending::Waiting(receiver));
+        None
+    }
+
+    /// Reads and drops the body of a request the server answers itself.
+    async fn skip_body(&mut self, head: &BodyHead, max_body: u64) -> Result<(), Stop> {
+        if head.framing != Framing::Empty {
+            self.read_body(head, max_body).await?;
+        }
+        Ok(())
+    }
+
+    /// Feeds a streamed body to its handler as it arrives (see `app::upload`).
+    ///
+    /// Nothing is read, and `100 Continue` is not sent, until the handler first reads. Each
+    /// piece goes to the handler's queue; while the queue is full, the socket is not read.
+    /// A stall or a slow body ends it as for a whole body, except that the handler's read
+    /// raises (its answer, `408` if it lets the error escape, goes out before the close).
+    /// If the handler gives the body up, the rest is read and dropped, up to
+    /// `DISCARD_LIMIT`, so that the connection can go on; past it, or if the client still
+    /// waits for `100 Continue`, the connection closes after the answer.
+    async fn stream_body(
+        &mut self,
+        head: &BodyHead,
+        limit: u64,
+        queue: &BodyQueue,
+    ) -> Result<(), Stop> {
+        if queue.demanded().await.is_err() {
+            if head.expect_continue {
+                return Err(Stop::AfterPending);
+            }
+            return self.discard_body(head.framing, 0, None).await;
+        }
+        if head.expect_continue && self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            queue.fail(BodyError::Gone);
+            return Err(Stop::Quietly);
+        }
+        let mut rate = BodyRate::start(self.input.len());
+        // Body bytes taken out of `input` since `rate` started.
+        let mut taken = 0usize;
+        let mut decoder = ChunkedDecoder::default();
+        let mut remaining = match head.framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        let mut delivered: u64 = 0;
+        loop {
+            let piece = match head.framing {
+                Framing::Length(_) if remaining == 0 => {
+                    queue.complete();
+                    return Ok(());
+                }
+                Framing::Length(_) => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.input.len());
+                    remaining -= n as u64;
+                    self.input.split_to(n).freeze()
+                }
+                _ => {
+                    let before = self.input.len();
+                    let mut piece = Vec::new();
+                    let decoded = decoder.decode(
+                        &mut self.input,
+                        &mut piece,
+                        limit.saturating_sub(delivered),
+                    );
+                    taken += before - self.input.len();
+                    match decoded {
+                        Ok(done) => {
+                            delivered += piece.len() as u64;
+                            if done {
+                                if !piece.is_empty()
+                                    && queue.push(Bytes::from(piece)).await.is_err()
+                                {
+                                    return Ok(());
+                                }
+                                queue.complete();
+                                return Ok(());
+                            }
+                            Bytes::from(piece)
+                        }
+                        Err(error) => {
+                            queue.fail(BodyError::Refused(error));
+                            return Err(Stop::AfterPending);
+                        }
+                    }
+                }
+            };
+            if let Framing::Length(_) = head.framing {
+                taken += piece.len();
+            }
+            if !piece.is_empty() {
+                match queue.push(piece).await {
+                    // The handler held the body back: the client's rate counts afresh from
+                    // now (a slow handler must not make a fast client look slow).
+                    Ok(true) => {
+                        rate = BodyRate::start(self.input.len());
+                        taken = 0;
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        return self
+                            .discard_body(head.framing, remaining, Some(decoder))
+                            .await;
+                    }
+                }
+                continue;
+            }
+            let received = taken + self.input.len();
+            if let Err(stop) = self.read_more_body(&rate.with_received(received)).await {
+                return Err(match stop {
+                    Stop::Refuse(error) => {
+                        queue.fail(BodyError::Refused(error));
+                        Stop::AfterPending
+                    }
+                    other => {
+                        queue.fail(BodyError::Gone);
+                        self.info.mark_closed();
+                        other
+                    }
+                });
+            }
+        }
+    }
+
+    /// Reads and drops the rest of a body its handler gave up: `remaining` bytes of a
+    /// `Content-Length` body, or the rest of a chunked one (`decoder` holds its state).
+    async fn discard_body(
+        &mut self,
+        framing: Framing,
+        remaining: u64,
+        decoder: Option<ChunkedDecoder>,
+    ) -> Result<(), Stop> {
+        let mut remaining = match framing {
+            Framing::Length(length) if decoder.is_none() && remaining == 0 => length,
+            _ => remaining,
+        };
+        let mut decoder = decoder.unwrap_or_default();
+        let mut discarded: usize = 0;
+        let rate = BodyRate::start(self.input.len());
+        let mut scratch = Vec::new();
+        loop {
+            match framing {
+                Framing::Empty => return Ok(()),
+                Framing::Length(_) => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.input.len());
+                    self.input.advance(n);
+                    remaining -= n as u64;
+                    discarded += n;
+                    if remaining == 0 {
+                        return Ok(());
+                    }
+                    if remaining > DISCARD_LIMIT as u64 {
+                        return Err(Stop::AfterPending);
+                    }
+                }
+                Framing::Chunked => {
+                    let before = self.input.len();
+                    scratch.clear();
+                    let decoded = decoder.decode(&mut self.input, &mut scratch, u64::MAX);
+                    discarded += before - self.input.len();
+                    match decoded {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(_) => return Err(Stop::AfterPending),
+                    }
+                }
+            }
+            if discarded > DISCARD_LIMIT {
+                return Err(Stop::AfterPending);
+            }
+            let received = discarded + self.input.len();
+            match self.read_more_body(&rate.with_received(received)).await {
+                Ok(()) => {}
+                Err(Stop::Refuse(_)) => return Err(Stop::AfterPending),
+                Err(stop) => return Err(stop),
+            }
+        }
     }
 
     /// Queues the error answer for a refused request; the connection then closes.
@@ -709,6 +961,13 @@ impl<T: Transport, A: Application> Connection<T, A> {
             _ => Err(()),
         }
     }
+}
+
+/// What the connection needs of a request head to read its body, once the head itself has
+/// gone to routing.
+struct BodyHead {
+    framing: Framing,
+    expect_continue: bool,
 }
 
 /// How fast a body arrives: when it started and how much of it had arrived since.

@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::*;
-use crate::app::config::{HandlerRoute, LiveConfig, Target};
+use crate::app::config::{BodyPolicy, HandlerRoute, LiveConfig, Target};
 use crate::app::exchange::StopSignal;
 use crate::app::files::{FileRoute, FileSettings};
 use crate::app::routes::Pattern;
+use crate::app::upload::Read;
 use crate::http::limits::Limits;
 use crate::http::method::KnownMethod;
 
@@ -24,6 +25,7 @@ impl Transport for DuplexStream {}
 /// A route that handles GET and POST.
 struct EchoRoute {
     allow: Arc<str>,
+    policy: BodyPolicy,
 }
 
 impl HandlerRoute for EchoRoute {
@@ -33,6 +35,10 @@ impl HandlerRoute for EchoRoute {
 
     fn allow(&self) -> &Arc<str> {
         &self.allow
+    }
+
+    fn body_policy(&self) -> BodyPolicy {
+        self.policy
     }
 }
 
@@ -52,7 +58,8 @@ impl Application for ScriptedApp {
 /// Answers `job` with `200` and `body` (the request's own body when `None`).
 fn answer(job: Job<EchoRoute>, body: Option<&[u8]>) {
     let context = &job.context;
-    let body = body.map_or_else(|| context.request.body.to_vec(), <[u8]>::to_vec);
+    let whole = context.request.body.whole().map(|body| body.to_vec());
+    let body = body.map_or_else(|| whole.unwrap_or_default(), <[u8]>::to_vec);
     let server = ServerAnswer {
         server_identifier: "T",
         persistence: context.persistence,
@@ -89,11 +96,24 @@ fn start(limits: Limits, pipe: usize, folder: Option<&std::path::Path>) -> Harne
     let config = LiveConfig::new("T");
     let route = Arc::new(EchoRoute {
         allow: "GET, HEAD, POST".into(),
+        policy: BodyPolicy::default(),
     });
     let echo = Pattern::compile("/echo", false).expect("a valid pattern");
     config
         .routes
         .rcu(|table| table.with_route(echo.clone(), Target::Handler(route.clone())));
+    // `/upload` streams its bodies, up to 1 MiB.
+    let upload = Arc::new(EchoRoute {
+        allow: "GET, HEAD, POST".into(),
+        policy: BodyPolicy {
+            streamed: true,
+            max_body_size: Some(Some(1 << 20)),
+        },
+    });
+    let pattern = Pattern::compile("/upload", false).expect("a valid pattern");
+    config
+        .routes
+        .rcu(|table| table.with_route(pattern.clone(), Target::Handler(upload.clone())));
     if let Some(folder) = folder {
         let root = std::fs::canonicalize(folder).expect("the folder exists");
         let files = Arc::new(
@@ -366,7 +386,10 @@ async fn a_fast_large_body_is_not_cut() {
         writer
     });
     let job = h.jobs.recv().await.expect("a job");
-    assert_eq!(job.context.request.body.len(), body.len());
+    assert_eq!(
+        job.context.request.body.whole().map(Bytes::len),
+        Some(body.len())
+    );
     answer(job, Some(b"ok"));
     let writer = sender.await.expect("the sender ends");
     h.client = reader.unsplit(writer);
@@ -481,6 +504,257 @@ async fn a_malformed_request_after_good_ones_is_answered_after_them() {
     assert!(h.closed().await);
 }
 
+/// The queue a streamed job's body arrives in.
+fn body_queue(job: &Job<EchoRoute>) -> Arc<BodyQueue> {
+    match &job.context.request.body {
+        RequestBody::Streamed(queue) => queue.clone(),
+        RequestBody::Whole(_) => panic!("the body was read whole"),
+    }
+}
+
+/// Reads a streamed body to its end, as a handler does.
+async fn read_all(queue: &BodyQueue) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    loop {
+        match queue.next().await? {
+            Read::Piece(piece) => body.extend_from_slice(&piece),
+            Read::End | Read::Waiting => return Ok(body),
+        }
+    }
+}
+
+/// Whether the connection sends anything within a (paused-clock) second.
+async fn quiet_for_a_second(h: &mut Harness) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), h.read_more())
+        .await
+        .is_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_body_goes_to_the_handler_with_100_continue_on_its_first_read() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 8\r\n\r\n",
+    )
+    .await;
+    // The handler runs on the head alone; nothing is said to the client before it reads.
+    let job = h.job().await;
+    assert!(quiet_for_a_second(&mut h).await, "{:?}", h.received);
+    let queue = body_queue(&job);
+    let reader = tokio::spawn(async move { read_all(&queue).await });
+    while find(&h.received, b"\r\n\r\n").is_none() {
+        assert!(h.read_more().await > 0);
+    }
+    assert_eq!(h.received, b"HTTP/1.1 100 Continue\r\n\r\n");
+    h.received.clear();
+    h.send(b"abcd").await;
+    h.send(b"efgh").await;
+    let body = reader
+        .await
+        .expect("the reader ends")
+        .expect("the whole body");
+    assert_eq!(body, b"abcdefgh");
+    answer(job, Some(b"saved"));
+    let response = h.response().await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"saved"[..])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_request_waits_until_the_streamed_body_is_consumed() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnext",
+    )
+    .await;
+    let upload = h.job().await;
+    // The pipelined request is not read (so not routed) while the body is unconsumed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.jobs.try_recv().is_err(), "the next request ran early");
+    let body = read_all(&body_queue(&upload)).await.expect("the body");
+    assert_eq!(body, b"abcde");
+    let next = h.job().await;
+    answer(next, None);
+    answer(upload, Some(b"first"));
+    let first = h.response().await;
+    let second = h.response().await;
+    assert_eq!(first.body, b"first");
+    assert_eq!(second.body, b"next");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_body_queue_stops_reading_the_socket() {
+    let small_buffer = Limits {
+        stream_buffer: 4096,
+        ..limits()
+    };
+    let pipe = 16 * 1024;
+    let mut h = start(small_buffer, pipe, None);
+    let length = 1usize << 20;
+    h.send(
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let job = h.job().await;
+    let queue = body_queue(&job);
+    // One read: the connection starts reading; then the handler stops reading.
+    let piece = vec![b'x'; 4096];
+    h.send(&piece).await;
+    let first = queue.next().await.expect("a piece");
+    let mut delivered = match first {
+        Read::Piece(piece) => piece.len(),
+        other => panic!("{other:?}"),
+    };
+    let mut sent = piece.len();
+    while sent < length {
+        match tokio::time::timeout(Duration::from_secs(1), h.client.write_all(&piece)).await {
+            Ok(written) => {
+                written.expect("the server reads");
+                sent += piece.len();
+            }
+            Err(_) => break,
+        }
+    }
+    // What the client got out is bounded by the pipe, one read buffer and the budget.
+    assert!(
+        sent < 128 * 1024,
+        "{sent} bytes went in with nobody reading"
+    );
+    let writer = tokio::spawn(async move {
+        let mut client = h.client;
+        while sent < length {
+            client.write_all(&piece).await.expect("the server reads");
+            sent += piece.len();
+        }
+        (client, h.jobs)
+    });
+    delivered += read_all(&queue).await.expect("the body").len();
+    assert_eq!(delivered, length);
+    let _kept = writer.await.expect("the writer ends");
+    drop(job);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_its_handler_gives_up_is_discarded_and_the_connection_goes_on() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nunread\
+          GET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let upload = h.job().await;
+    body_queue(&upload).abandon();
+    answer(upload, Some(b"no"));
+    let next = h.job().await;
+    answer(next, Some(b"yes"));
+    assert_eq!(h.response().await.body, b"no");
+    assert_eq!(h.response().await.body, b"yes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_given_up_before_100_continue_closes_after_the_answer() {
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n",
+    )
+    .await;
+    let upload = h.job().await;
+    body_queue(&upload).abandon();
+    answer(upload, Some(b"refused"));
+    let response = h.response().await;
+    assert_eq!(response.body, b"refused");
+    assert!(!response.head.contains("100 Continue"));
+    assert!(h.closed().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_streamed_body_fails_the_handler_read_with_408() {
+    let no_min_rate = Limits {
+        min_body_rate: 0,
+        ..limits()
+    };
+    let mut h = start(no_min_rate, 64 * 1024, None);
+    h.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .await;
+    let job = h.job().await;
+    let started = Instant::now();
+    let error = read_all(&body_queue(&job)).await.expect_err("a stall");
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+    assert!(matches!(error, BodyError::Refused(refusal) if refusal.status == 408));
+    answer(job, Some(b"too slow"));
+    assert_eq!(h.response().await.body, b"too slow");
+    assert!(h.closed().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_body_past_the_route_limit_is_refused() {
+    let mut h = start(limits(), 64 * 1024, None);
+    // Announced too large: refused before the handler runs.
+    h.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+        .await;
+    assert_eq!(h.response().await.status, 413);
+    assert!(h.jobs.try_recv().is_err());
+    // Chunked, past the limit as it arrives: the handler's read fails.
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n")
+        .await;
+    let job = h.job().await;
+    let error = read_all(&body_queue(&job)).await.expect_err("too large");
+    assert!(matches!(error, BodyError::Refused(refusal) if refusal.status == 413));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_handler_does_not_make_a_fast_client_look_slow() {
+    let small_buffer = Limits {
+        stream_buffer: 4096,
+        ..limits()
+    };
+    let mut h = start(small_buffer, 16 * 1024, None);
+    let length = 64 * 1024;
+    h.send(
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let job = h.job().await;
+    let queue = body_queue(&job);
+    let mut client = h.client;
+    // The client sends 10 KiB/s, ten times min_body_rate.
+    let writer = tokio::spawn(async move {
+        for _ in 0..length / 1024 {
+            client
+                .write_all(&[b'x'; 1024])
+                .await
+                .expect("the server reads");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        client
+    });
+    // The handler takes a first piece, then is busy for a minute (the client, held back,
+    // waits), then reads as fast as the client sends.
+    let mut received = 0;
+    let mut pauses = 1;
+    loop {
+        match queue
+            .next()
+            .await
+            .expect("no 408: the client is not the slow one")
+        {
+            Read::Piece(piece) => received += piece.len(),
+            Read::End | Read::Waiting => break,
+        }
+        if pauses > 0 {
+            pauses -= 1;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+    assert_eq!(received, length);
+    let _client = writer.await.expect("the writer ends");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_body_that_arrives_with_more_while_an_earlier_answer_is_awaited() {
     let mut h = start(limits(), 64 * 1024, None);
@@ -494,7 +768,15 @@ async fn a_body_that_arrives_with_more_while_an_earlier_answer_is_awaited() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     answer(first, Some(b"first"));
     let second = h.job().await;
-    assert_eq!(second.context.request.body.as_ref(), b"12345");
+    assert_eq!(
+        second
+            .context
+            .request
+            .body
+            .whole()
+            .map(|body| body.to_vec()),
+        Some(b"12345".to_vec())
+    );
     answer(second, None);
     let third = h.job().await;
     answer(third, Some(b"third"));

@@ -17,7 +17,8 @@ pyo3::create_exception!(
      One that escapes a handler answers ``400 Bad Request`` with its message as the body."
 );
 
-/// Answers for a handler that raised `error`: `400` with the message of a `BadRequest`
+/// Answers for a handler that raised `error`: `400` (or the 4xx of its `status`
+/// attribute) with the message of a `BadRequest`
 /// (the client's fault, as Flask answers it, so no traceback is logged), else `500` with a
 /// logged traceback. Nothing is sent if the handler had already sent its response.
 pub fn answer_handler_error(py: Python<'_>, response: &HttpResponse, context: &str, error: &PyErr) {
@@ -32,7 +33,15 @@ pub fn answer_handler_error(py: Python<'_>, response: &HttpResponse, context: &s
         } else {
             message
         };
-        response.send_error_if_unsent(py, 400, &message);
+        // A streamed body's refusal (`request.stream()`) carries its own status (408, 413).
+        let status = error
+            .value(py)
+            .getattr("status")
+            .ok()
+            .and_then(|status| status.extract::<u16>().ok())
+            .filter(|status| (400..500).contains(status))
+            .unwrap_or(400);
+        response.send_error_if_unsent(py, status, &message);
         return;
     }
     log_exception(py, context, error);

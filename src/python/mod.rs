@@ -1,7 +1,8 @@
 //! The Python layer: the classes Python code sees, and the threads that run its handlers.
 //!
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
-//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
+//! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
+//! `form` (`request.form()`: a multipart body parsed as it arrives), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `handoff` (the default mode:
 //! handlers on the I/O thread, the I/O handed to another thread when one runs long),
@@ -17,6 +18,7 @@ pub(crate) mod arguments;
 pub(crate) mod errors;
 pub(crate) mod event_hub;
 pub(crate) mod file_router;
+pub(crate) mod form;
 pub(crate) mod handler_threads;
 pub(crate) mod handoff;
 pub(crate) mod inline_io;

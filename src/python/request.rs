@@ -7,13 +7,14 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyConnectionError, PyKeyError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::app::exchange::{ConnectionInfo, RequestData};
 use crate::app::forwarded::{self, Forwarded};
+use crate::app::upload::{BodyError, BodyQueue, BodyReader, Read, RequestBody};
 use crate::http::method::{KnownMethod, Method};
 
 /// Header values are decoded as UTF-8 when they are, else as Latin-1 (RFC 9110 §5.5 calls
@@ -190,19 +191,47 @@ pub struct HttpRequest {
     headers: PyOnceLock<Py<Headers>>,
     /// What trusted proxies say, resolved on first use.
     forwarded: std::sync::OnceLock<Forwarded>,
+    /// A streamed body's reader: when the request object goes, the body is given up.
+    reader: Option<Arc<BodyReader>>,
 }
 
 impl HttpRequest {
     pub fn new(request: Arc<RequestData>, connection: Arc<ConnectionInfo>) -> Self {
         HttpRequest {
-            request,
-            connection,
             query: PyOnceLock::new(),
             parameters: PyOnceLock::new(),
             body: PyOnceLock::new(),
             headers: PyOnceLock::new(),
             forwarded: std::sync::OnceLock::new(),
+            reader: match &request.body {
+                RequestBody::Streamed(queue) => Some(Arc::new(BodyReader {
+                    queue: queue.clone(),
+                })),
+                RequestBody::Whole(_) => None,
+            },
+            request,
+            connection,
         }
+    }
+
+    /// The whole body; for a streamed one, the error that says how to read it instead.
+    fn whole_body(&self) -> PyResult<&bytes::Bytes> {
+        self.request.body.whole().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "this router has stream_body = True: read the body with request.stream() \
+                 or request.save(path)",
+            )
+        })
+    }
+
+    /// The streamed body's reader; an error for a body already read whole.
+    fn body_reader(&self) -> PyResult<Arc<BodyReader>> {
+        self.reader.clone().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "request.stream() and request.save() need a router with stream_body = True; \
+                 this body was read whole: use request.body",
+            )
+        })
     }
 
     /// The forwarding headers' verdict (empty unless the peer is a trusted proxy); a
@@ -280,12 +309,57 @@ impl HttpRequest {
             .map(|headers| headers.clone_ref(py))
     }
 
-    /// The body, exactly as sent (a chunked body decoded).
+    /// The body, exactly as sent (a chunked body decoded). Raises ``RuntimeError`` for a
+    /// router with ``stream_body = True``: use ``stream()`` or ``save()`` there.
     #[getter]
-    fn body(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.body
-            .get_or_init(py, || PyBytes::new(py, &self.request.body).unbind())
-            .clone_ref(py)
+    fn body(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        let body = self.whole_body()?;
+        Ok(self
+            .body
+            .get_or_init(py, || PyBytes::new(py, body).unbind())
+            .clone_ref(py))
+    }
+
+    /// The body as it arrives, for a router with ``stream_body = True``: an iterator of
+    /// ``bytes`` pieces. The first read sends ``100 Continue`` to a client that waits for
+    /// it. A read raises ``BadRequest`` (its ``status`` is ``408`` for a client that stalls,
+    /// ``413`` past ``max_body_size``) or ``ConnectionError`` (the client left).
+    fn stream(&self) -> PyResult<BodyStream> {
+        Ok(BodyStream {
+            reader: self.body_reader()?,
+        })
+    }
+
+    /// The parts of a ``multipart/form-data`` body as they arrive, an iterator of
+    /// ``FormField``: with ``stream_body = True`` a file part of any size is saved with
+    /// bounded memory (``field.save(path)``). Raises ``BadRequest`` for another content
+    /// type or a malformed form, and as ``stream()`` does.
+    fn form(&self) -> PyResult<crate::python::form::FormFields> {
+        let content_type = self
+            .request
+            .head
+            .first_header("content-type")
+            .map(decode_field);
+        let boundary = crate::app::multipart::boundary(content_type.as_deref())
+            .map_err(|error| crate::python::errors::BadRequest::new_err(error.reason))?;
+        let queue = match &self.request.body {
+            RequestBody::Streamed(queue) => queue.clone(),
+            RequestBody::Whole(body) => BodyQueue::filled(body.clone()),
+        };
+        let multipart = crate::app::multipart::parse(queue, boundary);
+        Ok(crate::python::form::FormFields::new(
+            multipart,
+            self.reader.clone(),
+        ))
+    }
+
+    /// Writes the rest of a streamed body (``stream_body = True``) to the file ``path``
+    /// as it arrives, with bounded memory, and returns the number of bytes written. Raises
+    /// as ``stream()`` does, or ``OSError``.
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        let reader = self.body_reader()?;
+        let file = std::fs::File::create(&path)?;
+        save_to(py, &reader.queue, file)
     }
 
     /// The body decoded as text by the charset of its ``Content-Type`` (UTF-8 when it
@@ -293,8 +367,9 @@ impl HttpRequest {
     #[getter]
     fn text(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let content_type = self.request.head.first_header("content-type");
+        let body = self.whole_body()?;
         if content_type.is_none() {
-            if let Ok(text) = std::str::from_utf8(&self.request.body) {
+            if let Ok(text) = std::str::from_utf8(body) {
                 return Ok(PyString::new(py, text).into_any().unbind());
             }
         }
@@ -305,7 +380,7 @@ impl HttpRequest {
                     .unbind(),
             )
         })?;
-        decoder.call1(py, (content_type.map(decode_field), self.body(py)))
+        decoder.call1(py, (content_type.map(decode_field), self.body(py)?))
     }
 
     /// The decoded query; for a repeated key the last value wins.
@@ -384,13 +459,13 @@ impl HttpRequest {
         let Some(content_type) = self.request.head.first_header("content-type") else {
             return Ok(py.None());
         };
-        if self.request.body.is_empty() {
+        if self.whole_body()?.is_empty() {
             return Ok(py.None());
         }
         let parser = BODY_PARSER.get_or_try_init(py, || {
             Ok::<_, PyErr>(py.import("godottpd._body")?.getattr("parse_body")?.unbind())
         })?;
-        parser.call1(py, (decode_field(content_type), self.body(py)))
+        parser.call1(py, (decode_field(content_type), self.body(py)?))
     }
 
     /// The cookies the request carries.
@@ -420,5 +495,124 @@ impl HttpRequest {
             self.request.head.method.as_str(),
             self.request.path
         )
+    }
+}
+
+/// How long a read of a streamed body waits, detached, between checks for signals.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A streamed request body, read piece by piece: ``for piece in request.stream(): ...``.
+#[pyclass(frozen, module = "godottpd._godottpd", skip_from_py_object)]
+pub struct BodyStream {
+    reader: Arc<BodyReader>,
+}
+
+#[pymethods]
+impl BodyStream {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        Ok(next_piece(py, &self.reader.queue)?.map(|piece| PyBytes::new(py, &piece).unbind()))
+    }
+}
+
+/// The Python exception for a body that cannot be read to its end: `BadRequest` with the
+/// status the client is answered with if it escapes the handler, or `ConnectionError`.
+pub(crate) fn body_error(py: Python<'_>, error: BodyError) -> PyErr {
+    match error {
+        BodyError::Refused(refusal) => {
+            let error = crate::python::errors::BadRequest::new_err(refusal.reason);
+            let _ = error.value(py).setattr("status", refusal.status);
+            error
+        }
+        BodyError::Gone => PyConnectionError::new_err(
+            "the client closed the connection before sending the whole body",
+        ),
+    }
+}
+
+/// The next piece of a streamed body (`None` at its end), waiting without the interpreter
+/// lock. On the inline loop thread the wait drives every connection's I/O, this body's
+/// included (see `inline_io`).
+fn next_piece(py: Python<'_>, queue: &Arc<BodyQueue>) -> PyResult<Option<bytes::Bytes>> {
+    let read = if crate::python::stream::on_inline_loop() {
+        let queue = queue.clone();
+        py.detach(|| crate::python::inline_io::drive(async move { queue.next().await }))
+    } else {
+        None
+    };
+    let read = match read {
+        Some(read) => read,
+        None => loop {
+            match py.detach(|| queue.next_blocking(WAIT_SLICE)) {
+                Ok(Read::Waiting) => py.check_signals()?,
+                other => break other,
+            }
+        },
+    };
+    match read {
+        Ok(Read::Piece(piece)) => Ok(Some(piece)),
+        Ok(Read::End | Read::Waiting) => Ok(None),
+        Err(error) => Err(body_error(py, error)),
+    }
+}
+
+/// Writes the rest of a streamed body to `file`, without the interpreter lock; returns the
+/// bytes written.
+fn save_to(py: Python<'_>, queue: &Arc<BodyQueue>, mut file: std::fs::File) -> PyResult<u64> {
+    use std::io::Write as _;
+    let mut written: u64 = 0;
+    if crate::python::stream::on_inline_loop() {
+        let (file, written, queue) = (&mut file, &mut written, queue.clone());
+        let outcome = py.detach(|| {
+            crate::python::inline_io::drive(async move {
+                loop {
+                    match queue.next().await {
+                        Ok(Read::Piece(piece)) => {
+                            file.write_all(&piece).map_err(Err)?;
+                            *written += piece.len() as u64;
+                        }
+                        Ok(_) => return Ok(*written),
+                        Err(error) => return Err(Ok(error)),
+                    }
+                }
+            })
+        });
+        match outcome {
+            Some(Ok(written)) => return Ok(written),
+            Some(Err(Ok(error))) => return Err(body_error(py, error)),
+            Some(Err(Err(error))) => return Err(error.into()),
+            // Nested in another wait on the loop: wait below instead.
+            None => {}
+        }
+    }
+    loop {
+        let step = py.detach(
+            || -> Result<Option<u64>, Result<BodyError, std::io::Error>> {
+                let deadline = std::time::Instant::now() + WAIT_SLICE;
+                loop {
+                    match queue.next_blocking(WAIT_SLICE) {
+                        Ok(Read::Piece(piece)) => {
+                            file.write_all(&piece).map_err(Err)?;
+                            written += piece.len() as u64;
+                            if std::time::Instant::now() >= deadline {
+                                return Ok(None);
+                            }
+                        }
+                        Ok(Read::Waiting) => return Ok(None),
+                        Ok(Read::End) => return Ok(Some(written)),
+                        Err(error) => return Err(Ok(error)),
+                    }
+                }
+            },
+        );
+        match step {
+            Ok(Some(written)) => return Ok(written),
+            Ok(None) => py.check_signals()?,
+            Err(Ok(error)) => return Err(body_error(py, error)),
+            Err(Err(error)) => return Err(error.into()),
+        }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::app::config::HandlerRoute;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+
+use crate::app::config::{BodyPolicy, HandlerRoute};
 use crate::http::method::{allow_list, KnownMethod};
 use crate::python::response::HttpResponse;
 
@@ -14,6 +16,8 @@ use crate::python::response::HttpResponse;
 pub struct PyRoute {
     pub handlers: [Option<Py<PyAny>>; KnownMethod::ALL.len()],
     pub allow: Arc<str>,
+    /// `stream_body` and `max_body_size`, read from the router once at registration.
+    pub body: BodyPolicy,
 }
 
 impl PyRoute {
@@ -53,6 +57,7 @@ impl PyRoute {
         Ok(PyRoute {
             handlers,
             allow: allow.into(),
+            body: body_policy(router)?,
         })
     }
 
@@ -66,9 +71,44 @@ impl PyRoute {
     }
 }
 
+/// `stream_body` (any truthy value streams) and `max_body_size` (absent: the server's
+/// limit; `None`: no limit; else an `int` >= 0) of a router.
+fn body_policy(router: &Bound<'_, PyAny>) -> PyResult<BodyPolicy> {
+    let streamed = match router.getattr_opt("stream_body")? {
+        Some(value) => value.is_truthy()?,
+        None => false,
+    };
+    let max_body_size = match router.getattr_opt("max_body_size")? {
+        None => None,
+        Some(value) if value.is_none() => Some(None),
+        Some(value) => {
+            if value.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(PyTypeError::new_err(
+                    "max_body_size must be an int or None, not bool",
+                ));
+            }
+            let limit: i128 = value
+                .extract()
+                .map_err(|_| PyTypeError::new_err("max_body_size must be an int or None"))?;
+            let limit = u64::try_from(limit).map_err(|_| {
+                PyValueError::new_err(format!("max_body_size must be >= 0, not {limit}"))
+            })?;
+            Some(Some(limit))
+        }
+    };
+    Ok(BodyPolicy {
+        streamed,
+        max_body_size,
+    })
+}
+
 impl HandlerRoute for PyRoute {
     fn handles(&self, method: KnownMethod) -> bool {
         self.handler(method).is_some()
+    }
+
+    fn body_policy(&self) -> BodyPolicy {
+        self.body
     }
 
     fn allow(&self) -> &Arc<str> {
@@ -93,6 +133,13 @@ macro_rules! default_handlers {
             #[pyo3(signature = (*_args, **_kwargs))]
             fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
                 HttpRouter
+            }
+
+            // `True` in a subclass: its handlers run as soon as the request head has
+            // arrived and read the body as it arrives (see `PyRoute::body`).
+            #[classattr]
+            fn stream_body() -> bool {
+                false
             }
 
             $(

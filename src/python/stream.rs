@@ -27,7 +27,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// A thread that also drives every connection (the inline mode's loop thread, the default
 /// mode's handler threads): a write there must never wait for one (see the README's
 /// "Streaming").
-fn on_inline_loop() -> bool {
+pub(crate) fn on_inline_loop() -> bool {
     inline_io::on_loop()
 }
 
