@@ -3,7 +3,8 @@
 //! `server` (`HttpServer`), `router` (`HttpRouter` and what a router handles),
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
-//! `handler_threads` (where handlers run: the handler mode), `json`, `logging`,
+//! `handler_threads` (where handlers run: the handler mode), `event_loop` (coroutine
+//! handlers on an asyncio loop), `json`, `logging`,
 //! `access_log`, `errors` (the declared exceptions) and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
@@ -14,6 +15,7 @@ pub(crate) mod access_log;
 pub(crate) mod arguments;
 pub(crate) mod errors;
 pub(crate) mod event_hub;
+pub(crate) mod event_loop;
 pub(crate) mod file_router;
 pub(crate) mod handler_threads;
 pub(crate) mod inline_io;
