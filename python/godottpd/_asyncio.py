@@ -8,6 +8,7 @@ server``, or a loop of the server's own, on its own thread, after ``start()``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ async def aexit(server: HttpServer) -> bool:
 def run_own_loop(bridge: Any) -> None:
     """The server's own loop thread: runs coroutine handlers until the server stops; the
     ones still running then (past ``shutdown_grace``) are cancelled."""
+    threading.current_thread().name = "godottpd-asyncio"
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)
