@@ -389,7 +389,7 @@ def test_wait_closed_and_is_open() -> None:
 
     async def main() -> None:
         async with server:
-            reader, writer = await asyncio.open_connection(HOST, server.port)
+            _reader, writer = await asyncio.open_connection(HOST, server.port)
             writer.write(b"GET /w HTTP/1.1\r\nHost: x\r\n\r\n")
             await writer.drain()
             await asyncio.wait_for(entered.wait(), 5)
