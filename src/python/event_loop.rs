@@ -33,6 +33,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PySet;
 
 use crate::app::exchange::Job;
 use crate::python::errors::answer_handler_error;
@@ -97,6 +98,8 @@ struct Attached {
     stopped: Option<Py<PyAny>>,
     /// The futures of `drain()` and `wait_closed()` calls, by waiter id.
     waiters: HashMap<u64, Py<PyAny>>,
+    /// The handler tasks running (asyncio itself keeps only weak references to tasks).
+    tasks: Option<Py<PySet>>,
 }
 
 /// The receiving side: lives with the server, used on the loop thread.
@@ -203,6 +206,7 @@ impl EventLoop {
         event_loop.call_method1("add_reader", (self.wake.as_raw_fd(), bridge))?;
         attached.event_loop = Some(event_loop.clone().unbind());
         attached.stopped = Some(stopped.clone().unbind());
+        attached.tasks = Some(PySet::empty(py)?.unbind());
         drop(attached);
         *lock(&self.loop_thread) = Some(std::thread::current().id());
         ATTACHED.with(|loops| loops.borrow_mut().push(self.clone()));
@@ -225,6 +229,14 @@ impl EventLoop {
         for future in attached.waiters.into_values().chain(attached.stopped) {
             resolve(py, future.bind(py), Woken::Ready);
         }
+        // Handlers still running past `shutdown_grace` have nobody to answer any more.
+        if let Some(tasks) = attached.tasks {
+            for task in tasks.bind(py).iter() {
+                if let Err(error) = task.call_method0("cancel") {
+                    log_exception(py, "could not cancel a coroutine handler", &error);
+                }
+            }
+        }
     }
 
     /// Runs everything ready: called by the loop when the socket pair is readable.
@@ -234,13 +246,17 @@ impl EventLoop {
         // From here on a new job writes a new wake-up byte; every job sent before this
         // point is taken by the loop below.
         self.sender.signalled.store(false, Ordering::SeqCst);
-        let Some(event_loop) = self.event_loop(py) else {
-            return;
+        let (event_loop, tasks) = {
+            let attached = lock(&self.attached);
+            match (&attached.event_loop, &attached.tasks) {
+                (Some(event_loop), Some(tasks)) => (event_loop.clone_ref(py), tasks.clone_ref(py)),
+                _ => return,
+            }
         };
         let event_loop = event_loop.bind(py);
         loop {
             match self.receiver.try_recv() {
-                Ok(LoopWork::Job(job)) => start_job(py, event_loop, *job),
+                Ok(LoopWork::Job(job)) => start_job(py, event_loop, &tasks, *job),
                 Ok(LoopWork::Wake(id, woken)) => {
                     let future = lock(&self.attached).waiters.remove(&id);
                     if let Some(future) = future {
@@ -356,7 +372,7 @@ fn gone_error(py: Python<'_>) -> Py<PyAny> {
 }
 
 /// Calls a coroutine handler and runs its coroutine as a task on `event_loop`.
-fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, job: PyJob) {
+fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, tasks: &Py<PySet>, job: PyJob) {
     let Job {
         route,
         method,
@@ -393,9 +409,11 @@ fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, job: PyJob) {
         HandlerDone {
             response: Mutex::new(Some(response.clone_ref(py))),
             name: method.handler_name(),
+            tasks: tasks.clone_ref(py),
         },
     )
-    .and_then(|done| task.call_method1("add_done_callback", (done,)));
+    .and_then(|done| task.call_method1("add_done_callback", (done,)))
+    .and_then(|_| tasks.bind(py).add(&task));
     if let Err(error) = done {
         log_exception(py, "could not watch a coroutine handler", &error);
     }
@@ -432,6 +450,8 @@ impl Bridge {
 struct HandlerDone {
     response: Mutex<Option<Py<HttpResponse>>>,
     name: &'static str,
+    /// The running tasks, which this one leaves.
+    tasks: Py<PySet>,
 }
 
 #[pymethods]
@@ -440,6 +460,7 @@ impl HandlerDone {
         let Some(response) = lock(&self.response).take() else {
             return Ok(());
         };
+        self.tasks.bind(py).discard(task)?;
         if !task.call_method0("cancelled")?.is_truthy()? {
             let exception = task.call_method0("exception")?;
             if !exception.is_none() {
