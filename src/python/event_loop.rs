@@ -187,16 +187,20 @@ impl EventLoop {
         py: Python<'py>,
         event_loop: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut attached = lock(&self.attached);
-        if let (Some(current), Some(stopped)) = (&attached.event_loop, &attached.stopped) {
-            if current.bind(py).is(event_loop) {
-                return Ok(stopped.bind(py).clone());
+        {
+            // No Python while the lock is held (another thread may wait for it attached).
+            let attached = lock(&self.attached);
+            if let (Some(current), Some(stopped)) = (&attached.event_loop, &attached.stopped) {
+                if current.bind(py).is(event_loop) {
+                    return Ok(stopped.bind(py).clone());
+                }
+                return Err(PyRuntimeError::new_err(
+                    "the server already runs its coroutine handlers on another event loop",
+                ));
             }
-            return Err(PyRuntimeError::new_err(
-                "the server already runs its coroutine handlers on another event loop",
-            ));
         }
         let stopped = event_loop.call_method0("create_future")?;
+        let tasks = PySet::empty(py)?.unbind();
         let bridge = Py::new(
             py,
             Bridge {
@@ -204,10 +208,12 @@ impl EventLoop {
             },
         )?;
         event_loop.call_method1("add_reader", (self.wake.as_raw_fd(), bridge))?;
-        attached.event_loop = Some(event_loop.clone().unbind());
-        attached.stopped = Some(stopped.clone().unbind());
-        attached.tasks = Some(PySet::empty(py)?.unbind());
-        drop(attached);
+        {
+            let mut attached = lock(&self.attached);
+            attached.event_loop = Some(event_loop.clone().unbind());
+            attached.stopped = Some(stopped.clone().unbind());
+            attached.tasks = Some(tasks);
+        }
         *lock(&self.loop_thread) = Some(std::thread::current().id());
         ATTACHED.with(|loops| loops.borrow_mut().push(self.clone()));
         Ok(stopped)
@@ -396,7 +402,7 @@ fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, tasks: &Py<PySet>, j
     };
     let task = Py::new(py, request)
         .and_then(|request| handler.call1(py, (request, response.clone_ref(py))))
-        .and_then(|coroutine| event_loop.call_method1("create_task", (coroutine,)));
+        .and_then(|coroutine| new_task(py, event_loop, coroutine));
     let task = match task {
         Ok(task) => task,
         Err(error) => {
@@ -404,21 +410,49 @@ fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, tasks: &Py<PySet>, j
             return answer_handler_error(py, response.get(), &message, &error);
         }
     };
-    let done = Py::new(
-        py,
-        HandlerDone {
-            response: Mutex::new(Some(response.clone_ref(py))),
-            name: method.handler_name(),
-            tasks: tasks.clone_ref(py),
-        },
-    )
-    .and_then(|done| task.call_method1("add_done_callback", (done,)))
-    .and_then(|_| tasks.bind(py).add(&task));
+    let done = HandlerDone {
+        response: Mutex::new(Some(response.clone_ref(py))),
+        name: method.handler_name(),
+        tasks: tasks.clone_ref(py),
+    };
+    let done = match task.call_method0("done").and_then(|done| done.is_truthy()) {
+        // Started eagerly and already finished (it never had to wait): no callback needed.
+        Ok(true) => done.finish(py, &task),
+        _ => Py::new(py, done)
+            .and_then(|done| task.call_method1("add_done_callback", (done,)))
+            .and_then(|_| tasks.bind(py).add(&task)),
+    };
     if let Err(error) = done {
         log_exception(py, "could not watch a coroutine handler", &error);
     }
     // If the task holds the last reference when it ends, its end answers 500 (see Drop).
     drop(response);
+}
+
+/// A task running `coroutine` on `event_loop`. From Python 3.12 it starts eagerly: the
+/// handler runs at once, up to its first real wait, and one that never waits is done
+/// without ever being scheduled (`asyncio.Task(..., eager_start=True)`).
+fn new_task<'py>(
+    py: Python<'py>,
+    event_loop: &Bound<'py, PyAny>,
+    coroutine: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static EAGER_TASK: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    let eager = EAGER_TASK.get_or_try_init(py, || {
+        if py.version_info() < (3, 12) {
+            return Ok::<_, PyErr>(None);
+        }
+        Ok(Some(py.import("asyncio")?.getattr("Task")?.unbind()))
+    })?;
+    match eager {
+        Some(task_class) => {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("loop", event_loop)?;
+            kwargs.set_item("eager_start", true)?;
+            task_class.bind(py).call((coroutine,), Some(&kwargs))
+        }
+        None => event_loop.call_method1("create_task", (coroutine,)),
+    }
 }
 
 /// The loop's side of the bridge: called by the loop when a wake-up byte is readable
@@ -457,6 +491,12 @@ struct HandlerDone {
 #[pymethods]
 impl HandlerDone {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.finish(py, task)
+    }
+}
+
+impl HandlerDone {
+    fn finish(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let Some(response) = lock(&self.response).take() else {
             return Ok(());
         };
