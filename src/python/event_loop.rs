@@ -81,12 +81,17 @@ impl LoopSender {
         if is_job {
             self.jobs.fetch_add(1, Ordering::Relaxed);
         }
+        self.signal();
+        true
+    }
+
+    /// Wakes the loop unless a wake-up is already pending.
+    fn signal(&self) {
         if !self.signalled.swap(true, Ordering::AcqRel) {
             self.wakeups.fetch_add(1, Ordering::Relaxed);
             // Non-blocking: a full socket buffer already holds a wake-up byte.
             let _ = (&self.wake).write(&[1]);
         }
-        true
     }
 }
 
@@ -116,6 +121,9 @@ pub struct EventLoop {
     /// The id of the thread the loop runs on, once attached.
     loop_thread: Mutex<Option<std::thread::ThreadId>>,
 }
+
+/// Most messages one wake-up runs before the loop's other work gets its turn.
+const MAX_BATCH: usize = 1024;
 
 thread_local! {
     /// The event loops attached on this thread (usually one).
@@ -260,7 +268,7 @@ impl EventLoop {
             }
         };
         let event_loop = event_loop.bind(py);
-        loop {
+        for _ in 0..MAX_BATCH {
             match self.receiver.try_recv() {
                 Ok(LoopWork::Job(job)) => start_job(py, event_loop, &tasks, *job),
                 Ok(LoopWork::Wake(id, woken)) => {
@@ -273,6 +281,8 @@ impl EventLoop {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
+        // More may wait: let the loop's other callbacks run first, then come back.
+        self.sender.signal();
     }
 
     /// Starts the server's own loop on a thread of its own (`start()`, `serve_forever()`).
