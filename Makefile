@@ -1,13 +1,31 @@
 # The project's everyday commands. `make test` is the README's test command.
 PYTHON ?= python3
 
-.PHONY: install test test-rust test-python soak fuzz lint lint-workflows format bench bench-load wheels
+.PHONY: system-tools install test test-rust test-python soak fuzz lint lint-workflows format bench bench-load bench-workers wheels
+
+# The system tools the tests drive (curl, openssl s_client, headless Chromium, nginx and
+# HAProxy in front): installed from Debian's packages when one is missing and apt-get can run.
+SYSTEM_TOOLS := curl openssl chromium nginx haproxy
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+		command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+		else \
+			echo "missing system tools:$$missing (install them; their tests will fail)"; \
+		fi; \
+	fi
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
 
-# Installs the test tools and the package (built in release mode), then runs every test.
-test: install test-rust test-python
+# Installs the system tools, the test tools and the package (built in release mode), then
+# runs every test.
+test: system-tools install test-rust test-python
 
 test-rust:
 	cargo test --release
@@ -46,6 +64,12 @@ bench-load:
 	cargo build --release
 	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
 	$(PYTHON) benches/load/run.py
+
+# 1 and 2 workers against granian and socketify, and files with --threads 1 and 2 (issue 12).
+bench-workers:
+	cargo build --release
+	cp target/release/libgodottpd.so python/godottpd/_godottpd.abi3.so
+	$(PYTHON) benches/load/workers.py
 
 # The manylinux2014 x86_64 abi3 wheel (zig) and the sdist in dist/, checked (auditwheel,
 # abi3audit, twine, actionlint) and smoke-tested in fresh venvs of CPython 3.9 and 3.13;

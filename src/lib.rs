@@ -40,6 +40,8 @@ mod _godottpd {
     use crate::python::server::HttpServer;
     #[pymodule_export]
     use crate::python::stream::{EventStream, HttpStream};
+    #[pymodule_export]
+    use crate::python::tls::{_machine_addresses, self_signed_certificate};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

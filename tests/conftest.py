@@ -23,6 +23,7 @@ import http.client
 import os
 import queue
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,9 +107,17 @@ class RawResponse:
 class RawClient:
     """A TCP connection with its own buffer (socket.makefile breaks after a timeout)."""
 
-    def __init__(self, port: int, host: str = HOST, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self,
+        port: int,
+        host: str = HOST,
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # With `tls`, the same client speaks through TLS (handshake done here).
+        self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname="localhost")
         self.timeout = timeout
         self.buf = bytearray()
         self.eof = False
@@ -126,7 +135,7 @@ class RawClient:
             return False
         try:
             chunk = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             chunk = b""
         if not chunk:
             self.eof = True
@@ -246,7 +255,7 @@ class RawClient:
                     return True
                 self.buf += chunk
                 return False
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             self.eof = True
             return True
         except (socket.timeout, TimeoutError):
@@ -481,6 +490,15 @@ def fetch() -> Callable[..., FetchResult]:
 @pytest.fixture
 def build() -> Callable[..., bytes]:
     return build_request
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Test certificates (``tests/tls_support.py``): a root, an intermediate, RSA and ECDSA
+    server certificates for localhost, game.test, 127.0.0.1 and ::1."""
+    from tls_support import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:

@@ -20,6 +20,7 @@ from godottpd._godottpd import (
     HttpServer,
     HttpStream,
     __version__,
+    self_signed_certificate,
 )
 
 Mapping.register(Headers)
@@ -38,4 +39,5 @@ __all__ = [
     "HttpServer",
     "HttpStream",
     "__version__",
+    "self_signed_certificate",
 ]

@@ -92,8 +92,8 @@ class HttpRequest:
         ``Forwarded`` or ``X-Forwarded-For`` (malformed values are ignored)."""
     @property
     def scheme(self) -> str:
-        """``"http"`` or ``"https"``: the connection's, or what a trusted proxy reports
-        (``Forwarded: proto=``, ``X-Forwarded-Proto``)."""
+        """``"https"`` when the request came over TLS, else ``"http"``; behind a trusted proxy,
+        what it reports (``Forwarded: proto=``, ``X-Forwarded-Proto``)."""
     @property
     def host(self) -> str:
         """The host the request is for, as ``host[:port]``: the authority of an absolute-form
@@ -348,6 +348,8 @@ class HttpServer:
         proxy_protocol: bool = False,
         socket: _socket.socket | int | None = None,
         stream_buffer: int = 262144,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> Self: ...
     @property
     def proxy_protocol(self) -> bool:
@@ -367,6 +369,16 @@ class HttpServer:
     def server_identifier(self, identifier: str) -> None: ...
     @property
     def is_running(self) -> bool: ...
+    def reload_tls(self) -> None:
+        """Re-reads ``tls_cert`` and ``tls_key``; new connections use them, open ones carry on.
+
+        Raises ``ValueError`` naming the file when one is missing, unreadable, not PEM, or
+        the key does not match (the current certificate then stays), and ``RuntimeError``
+        on a server without TLS.
+        """
+    @property
+    def scheme(self) -> str:
+        """``"https"`` for a server made with ``tls_cert`` and ``tls_key``, else ``"http"``."""
     @property
     def threaded(self) -> bool:
         """Whether handlers run on the server's thread (else in ``poll()``)."""
@@ -436,3 +448,19 @@ class HttpServer:
         """``shutdown_grace`` in seconds."""
     def _event_loop_stats(self) -> tuple[int, int]:
         """``(wake-ups, jobs)`` of the event loop so far: requests per wake-up of the loop."""
+
+def self_signed_certificate(
+    names: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
+    """Returns ``(cert_path, key_path)`` of a self-signed certificate for local HTTPS.
+
+    It names ``localhost``, ``127.0.0.1``, ``::1``, this machine's host name and addresses,
+    and ``names``. It is made once in ``folder`` (by default ``$XDG_CACHE_HOME/godottpd``
+    or ``~/.cache/godottpd``) and reused while it is valid (397 days, renewed 30 days
+    before) and covers every name, so that a browser's exception for it lasts. The key file
+    is written with mode 0600. A name that is neither a DNS name nor an IP address is a
+    ``ValueError``.
+    """
+
+def _machine_addresses() -> list[str]:
+    """The addresses of this machine that another device can reach (no loopback)."""

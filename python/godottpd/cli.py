@@ -1,4 +1,4 @@
-"""``python -m godottpd``: serve a folder over HTTP, like ``python -m http.server``.
+"""``python -m godottpd``: serve a folder over HTTP or HTTPS, like ``python -m http.server``.
 
 Everything is answered by the Rust core (no Python runs per request); one access-log line
 per request goes to the ``godottpd.access`` logger, printed on stderr unless ``--quiet``.
@@ -7,13 +7,21 @@ per request goes to the ``godottpd.access`` logger, printed on stderr unless ``-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 
 from godottpd import _signals
-from godottpd._godottpd import HttpFileRouter, HttpServer, __version__
+from godottpd._godottpd import (
+    HttpFileRouter,
+    HttpServer,
+    __version__,
+    _machine_addresses,
+    self_signed_certificate,
+)
 
 DEFAULT_PORT = 8000
 
@@ -22,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m godottpd",
         description=(
-            "Serve a folder over HTTP/1.1: streamed files, ETag/Last-Modified and 304, "
+            "Serve a folder over HTTP/1.1 (or HTTPS): streamed files, ETag/Last-Modified and 304, "
             "byte ranges, precompressed .br/.gz siblings, a full MIME table (wasm included). "
             "No request can reach anything outside the folder. Stop with Ctrl-C."
         ),
@@ -90,6 +98,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help='allow cross-origin requests from ORIGIN (repeatable; "*" for any origin)',
     )
+    tls = parser.add_argument_group(
+        "HTTPS", "serve HTTPS only (TLS 1.2 and 1.3): with your certificate, or a self-signed one"
+    )
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="the certificate chain (PEM), with --tls-key"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help=(
+            "serve with a self-signed certificate for this machine's names and addresses, "
+            "made once and kept in the per-user cache folder; prints its SHA-256 fingerprint"
+        ),
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -128,14 +151,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _url(bind: str, port: int) -> str:
-    if bind in ("*", "0.0.0.0", "::", ""):
-        host = "localhost"
-    elif ":" in bind and not bind.startswith("["):
-        host = f"[{bind}]"
-    else:
-        host = bind
-    return f"http://{host}:{port}/"
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _url(bind: str, port: int, scheme: str = "http") -> str:
+    host = "localhost" if bind in ("*", "0.0.0.0", "::", "") else _host(bind)
+    return f"{scheme}://{host}:{port}/"
+
+
+def _other_urls(bind: str, port: int, scheme: str) -> list[str]:
+    """The URLs another device can type: one per address of this machine, when every
+    address is served (IPv6 only where the socket takes it)."""
+    if bind not in ("*", "0.0.0.0", "::", ""):
+        return []
+    addresses = _machine_addresses()
+    if bind == "0.0.0.0":
+        addresses = [a for a in addresses if ":" not in a]
+    return [f"{scheme}://{_host(address)}:{port}/" for address in addresses]
+
+
+def _banner(
+    tail: str, directory: str, bind: str, port: int, server: HttpServer, cert: str | None
+) -> list[str]:
+    """What the command prints once it serves: the URL, and with TLS one URL per address of
+    the machine (for another device to type), the certificate and its fingerprint."""
+    scheme = server.scheme
+    lines = [f"Serving {directory} at {_url(bind, port, scheme)} {tail}"]
+    if cert is not None:
+        lines += [f"  also at {url}" for url in _other_urls(bind, port, scheme)]
+        lines.append(f"Certificate {cert}")
+        lines.append(f"  SHA-256 fingerprint {fingerprint(cert)}")
+    return lines
+
+
+def fingerprint(cert_path: str) -> str:
+    """The SHA-256 fingerprint of the first certificate in ``cert_path``, as browsers show
+    it (colon-separated hex pairs)."""
+    with open(cert_path, encoding="ascii") as file:
+        pem = file.read()
+    end = "-----END CERTIFICATE-----"
+    first = pem[: pem.index(end) + len(end)] + "\n"
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(first)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _configure_access_log(quiet: bool) -> None:
@@ -178,6 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers must be >= 0, not {args.workers}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, not {args.threads}")
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        parser.error("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    cert, key = args.tls_cert, args.tls_key
+    if args.tls_self_signed:
+        try:
+            cert, key = self_signed_certificate()
+        except (OSError, ValueError) as error:
+            parser.error(f"cannot make a self-signed certificate: {error}")
     try:
         router = HttpFileRouter(
             directory,
@@ -194,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             trusted_proxies=args.trusted_proxy,
             proxy_protocol=args.proxy_protocol,
             socket=_systemd_socket(),
+            tls_cert=cert,
+            tls_key=key,
         )
         server.register_router("/", router)
         if args.cors:
@@ -202,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     _configure_access_log(args.quiet)
     if args.workers != 1:
-        return _serve_workers(server, args.workers, directory, args.bind, args.quiet)
+        return _serve_workers(server, args.workers, directory, args.bind, args.quiet, cert)
     try:
         server.start()
     except OSError as error:
@@ -216,10 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (even while the URL line below is blocked on a full stdout pipe).
     try:
         previous = _signals.install()
-        print(
-            f"Serving {directory} at {_url(args.bind, server.port)} (press Ctrl-C to stop)",
-            flush=True,
-        )
+        lines = _banner("(press Ctrl-C to stop)", directory, args.bind, server.port, server, cert)
+        print("\n".join(lines), flush=True)
         server.serve_forever()
     except (KeyboardInterrupt, _signals.Terminated):
         pass
@@ -229,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve_workers(server: HttpServer, workers: int, directory: str, bind: str, quiet: bool) -> int:
+def _serve_workers(
+    server: HttpServer, workers: int, directory: str, bind: str, quiet: bool, cert: str | None
+) -> int:
     """``--workers N``: the supervisor; returns 0 once every worker has stopped."""
     supervisor_log = logging.getLogger("godottpd")
     if not quiet:
@@ -244,7 +314,11 @@ def _serve_workers(server: HttpServer, workers: int, directory: str, bind: str, 
         return 1
     count = workers or len(os.sched_getaffinity(0))
     print(
-        f"Serving {directory} at {_url(bind, port)} with {count} workers (press Ctrl-C to stop)",
+        "\n".join(
+            _banner(
+                f"with {count} workers (press Ctrl-C to stop)", directory, bind, port, server, cert
+            )
+        ),
         flush=True,
     )
     try:

@@ -198,8 +198,12 @@ pub struct AccessRecord {
     pub time: SystemTime,
 }
 
+/// What the connections tell the server's log thread (which alone calls Python's logging).
 pub enum AccessEvent {
     Record(AccessRecord),
+    /// A line for the `godottpd` logger at DEBUG: something that ended one connection
+    /// quietly (a failed TLS handshake), worth knowing when debugging, never an error.
+    Debug(String),
     /// Ends the log thread once everything before it is logged (sent by `stop()`).
     Stop,
 }

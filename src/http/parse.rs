@@ -183,8 +183,12 @@ pub fn parse_head(
     // allocate a fresh buffer. A head is small; the copy is cheaper than that allocation.
     let bytes = Bytes::copy_from_slice(&buffer[..head_len]);
     buffer.advance(head_len);
-    let (path, query, asterisk, authority) =
-        split_target(&bytes, target_start, target_len, &method)?;
+    let TargetParts {
+        path,
+        query,
+        asterisk,
+        authority,
+    } = split_target(&bytes, target_start, target_len, &method)?;
     let mut head = RequestHead {
         method,
         http10,
@@ -230,8 +234,12 @@ fn apply_target_authority(head: &mut RequestHead) -> Result<(), RequestError> {
 }
 
 /// Whether a line of `head` ends in LF without the CR before it.
+///
+/// httparse has already refused every CR not followed by LF, so each CR here starts a
+/// CRLF, and a bare LF exists exactly when there are more LFs than CRs. Two vectorised
+/// counts cost less than visiting each LF in turn (this runs on every request).
 fn has_bare_lf(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
+    memchr::memchr_iter(b'\n', head).count() != memchr::memchr_iter(b'\r', head).count()
 }
 
 /// Where the minor digit of a request line's `HTTP/1.x` version is, when `x` is 2 or more.
@@ -309,14 +317,15 @@ fn limit_window(buffer: &[u8], limits: &Limits) -> (usize, Option<RequestError>)
     (window, over_limit)
 }
 
-/// The spans of a request-target: path, query, whether it is `*`, and the authority of an
-/// absolute-form target.
-type TargetParts = (
-    Range<usize>,
-    Option<Range<usize>>,
-    bool,
-    Option<Range<usize>>,
-);
+/// The spans of a request-target, into the head's bytes.
+struct TargetParts {
+    path: Range<usize>,
+    query: Option<Range<usize>>,
+    /// `OPTIONS *`.
+    asterisk: bool,
+    /// The authority of an absolute-form target.
+    authority: Option<Range<usize>>,
+}
 
 /// Splits the request-target into path and query (RFC 9112 §3.2): origin-form
 /// (`/path?query`), absolute-form (`http://host/path?query`, whose path is routed), and
@@ -330,7 +339,12 @@ fn split_target(
     let target = &bytes[start..start + len];
     if target == b"*" {
         if *method == Method::OPTIONS {
-            return Ok((start..start, None, true, None));
+            return Ok(TargetParts {
+                path: start..start,
+                query: None,
+                asterisk: true,
+                authority: None,
+            });
         }
         return Err(RequestError::bad_request(
             "asterisk-form is only for OPTIONS",
@@ -376,7 +390,12 @@ fn split_target(
     if path_len > 0 && bytes[path.start] != b'/' {
         return Err(RequestError::bad_request("path must start with /"));
     }
-    Ok((path, query, false, authority))
+    Ok(TargetParts {
+        path,
+        query,
+        asterisk: false,
+        authority,
+    })
 }
 
 /// The field rules that decide framing and persistence (RFC 9112 §6, §9; RFC 9110 §7.2).

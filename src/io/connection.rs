@@ -106,11 +106,12 @@ pub async fn serve<T: Transport, A: Application>(
     scheme: Scheme,
     engine: Arc<Engine<A>>,
 ) {
+    let accepted_at = Instant::now();
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     // With `proxy_protocol=True` the PROXY header comes first and names the client; it and
     // the first request head share one `header_timeout`.
     let (peer, head_deadline) = if engine.proxies.proxy_protocol {
-        let deadline = Instant::now() + engine.limits.header_timeout;
+        let deadline = accepted_at + engine.limits.header_timeout;
         match read_proxy_header(&mut stream, &mut input, peer, deadline).await {
             Some(source) => (source, Some(deadline)),
             None => return,
@@ -118,6 +119,51 @@ pub async fn serve<T: Transport, A: Application>(
     } else {
         (peer, None)
     };
+    let start = Start {
+        input,
+        head_deadline,
+        accepted_at,
+    };
+    serve_from(stream, peer, scheme, engine, start).await;
+}
+
+/// Serves a connection accepted at `accepted_at` whose client is `peer` (a PROXY header, if
+/// any, already read): the wait for its first request counts from the accept, so that time
+/// spent before (a TLS handshake) counts against `header_timeout`.
+pub async fn serve_accepted<T: Transport, A: Application>(
+    stream: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    engine: Arc<Engine<A>>,
+    accepted_at: Instant,
+) {
+    let start = Start {
+        input: BytesMut::with_capacity(READ_CHUNK),
+        head_deadline: None,
+        accepted_at,
+    };
+    serve_from(stream, peer, scheme, engine, start).await;
+}
+
+/// How a connection starts: what is already read, and its clocks.
+struct Start {
+    input: BytesMut,
+    head_deadline: Option<Instant>,
+    accepted_at: Instant,
+}
+
+async fn serve_from<T: Transport, A: Application>(
+    stream: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    engine: Arc<Engine<A>>,
+    start: Start,
+) {
+    let Start {
+        input,
+        head_deadline,
+        accepted_at,
+    } = start;
     let info = Arc::new(
         ConnectionInfo::new(peer, scheme, engine.stop.clone())
             .behind(engine.proxies.clone())
@@ -130,21 +176,21 @@ pub async fn serve<T: Transport, A: Application>(
         output: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         request_line: None,
-        timer: Box::pin(tokio::time::sleep(horizon)),
+        timer: Box::pin(tokio::time::sleep_until(accepted_at + horizon)),
         stopping: Box::pin(engine.stop.clone().cancelled_owned()),
         engine,
         info: info.clone(),
         served_any: false,
         head_deadline,
-        last_activity: Instant::now(),
+        last_activity: accepted_at,
     };
     if let Stop::Refuse(error) = connection.run().await {
         connection.refuse(error);
         let _ = connection.flush().await;
-        let _ = connection.stream.shutdown().await;
+        let _ = connection.shutdown().await;
         connection.linger().await;
     } else {
-        let _ = connection.stream.shutdown().await;
+        let _ = connection.shutdown().await;
     }
     info.mark_closed();
 }
@@ -175,8 +221,15 @@ impl<T: Transport, A: Application> Connection<T, A> {
             let head = match parse_head(&mut self.input, &self.engine.limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
+                    let buffered = self.input.len();
                     if self.flush().await == Flushed::Closed {
                         return Stop::Quietly;
+                    }
+                    if self.input.len() > buffered {
+                        // Pipelined bytes arrived while a handler worked (`await_reply` keeps
+                        // them): parse them before waiting on the socket, which may stay
+                        // silent now that the client has sent everything.
+                        continue;
                     }
                     if let Err(stop) = self.read_head().await {
                         return stop;
@@ -233,8 +286,11 @@ impl<T: Transport, A: Application> Connection<T, A> {
             if self.engine.is_stopping() {
                 return Err(Stop::Quietly);
             }
-            // Everything is answered: the idle time counts from now.
-            self.last_activity = Instant::now();
+            // Everything is answered: the idle time counts from now (a fresh connection's
+            // from its accept).
+            if self.served_any {
+                self.last_activity = Instant::now();
+            }
         }
         loop {
             self.input.reserve(READ_CHUNK);
@@ -343,8 +399,10 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 let length = length as usize;
                 if self.input.len() < length {
                     self.prepare_body_wait(head, &mut continued).await?;
+                    // Waiting for earlier answers may have read more (pipelined bytes): the
+                    // body may be here now, and more than it.
                     let rate = BodyRate::start(self.input.len());
-                    self.input.reserve(length - self.input.len());
+                    self.input.reserve(length.saturating_sub(self.input.len()));
                     while self.input.len() < length {
                         self.read_more_body(&rate.with_received(self.input.len()))
                             .await?;
@@ -623,6 +681,15 @@ impl<T: Transport, A: Application> Connection<T, A> {
         self.write(&body[written - head.len()..]).await
     }
 
+    /// Closes our side. Bounded by `write_timeout`: on TLS this writes what is still
+    /// buffered and the `close_notify` alert, which a client that reads nothing never takes.
+    async fn shutdown(&mut self) -> Result<(), ()> {
+        match timeout(self.engine.limits.write_timeout, self.stream.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
     /// Writes all of `bytes`; a client that reads nothing for `write_timeout` is dropped.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
         let write_timeout = self.engine.limits.write_timeout;
@@ -633,7 +700,10 @@ impl<T: Transport, A: Application> Connection<T, A> {
                 _ => return Err(()),
             }
         }
-        // A buffering stream (TLS) sends what it holds; on TCP this does nothing.
+        if !T::BUFFERS_WRITES {
+            return Ok(());
+        }
+        // A buffering stream (TLS) sends what it holds.
         match timeout(write_timeout, self.stream.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),

@@ -480,3 +480,51 @@ async fn a_malformed_request_after_good_ones_is_answered_after_them() {
     assert!(refused.head.contains("Connection: close"));
     assert!(h.closed().await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_arrives_with_more_while_an_earlier_answer_is_awaited() {
+    let mut h = start(limits(), 64 * 1024, None);
+    // The POST's body is not here yet: the connection first waits for the GET's answer,
+    // reading on meanwhile; the body then arrives together with the next request.
+    h.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        .await;
+    let first = h.job().await;
+    h.send(b"12345GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // Let the connection read those bytes before the first answer comes.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    answer(first, Some(b"first"));
+    let second = h.job().await;
+    assert_eq!(second.context.request.body.as_ref(), b"12345");
+    answer(second, None);
+    let third = h.job().await;
+    answer(third, Some(b"third"));
+    let bodies = [
+        h.response().await.body,
+        h.response().await.body,
+        h.response().await.body,
+    ];
+    assert_eq!(
+        bodies,
+        [b"first".to_vec(), b"12345".to_vec(), b"third".to_vec()]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_arrives_while_a_handler_works_is_answered_without_more_input() {
+    // The second request comes in while the first one's handler works (the connection reads
+    // it while it waits for the answer); once the first answer is out it must be parsed and
+    // dispatched from the buffer, not left there while the connection waits on a socket the
+    // client has nothing more to send on.
+    let mut h = start(limits(), 64 * 1024, None);
+    h.send(b"GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let first = h.job().await;
+    h.send(b"GET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::task::yield_now().await;
+    answer(first, Some(b"one"));
+    assert_eq!(h.response().await.body, b"one");
+    let second = tokio::time::timeout(Duration::from_secs(1), h.job())
+        .await
+        .expect("the second request is dispatched at once");
+    answer(second, Some(b"two"));
+    assert_eq!(h.response().await.body, b"two");
+}

@@ -32,6 +32,8 @@ pub struct Engine<A: Application> {
     pub stop: StopSignal,
     /// Where finished responses are recorded, when `access_log=True`.
     pub access_log: Option<Sender<AccessEvent>>,
+    /// Where DEBUG lines go, when the `godottpd` logger was enabled for DEBUG at start.
+    pub debug_log: Option<Sender<AccessEvent>>,
     open_connections: AtomicUsize,
     /// Behind a proxy (`trusted_proxies`, `proxy_protocol`): see `app::forwarded`.
     pub proxies: Arc<ProxySettings>,
@@ -51,6 +53,7 @@ impl<A: Application> Engine<A> {
             app,
             stop,
             access_log,
+            debug_log: None,
             open_connections: AtomicUsize::new(0),
             proxies: Arc::default(),
         }
@@ -70,6 +73,13 @@ impl<A: Application> Engine<A> {
         Some(ConnectionSlot {
             engine: self.clone(),
         })
+    }
+
+    /// Logs `line` at DEBUG (built only when someone listens).
+    pub fn debug(&self, line: impl FnOnce() -> String) {
+        if let Some(sender) = &self.debug_log {
+            let _ = sender.send(AccessEvent::Debug(line()));
+        }
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 use crate::app::exchange::Scheme;
 use crate::io::connection;
 use crate::io::engine::{Application, Engine};
+use crate::io::tls::acceptor::TlsAcceptor;
+use crate::io::tls::refuse::refuse_busy;
+use crate::io::tls::serve_tls;
 
 /// Pending connections the kernel may queue before we accept them.
 const BACKLOG: i32 = 1024;
@@ -116,8 +119,13 @@ pub fn inherit(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::net::TcpListe
     Ok(socket.into())
 }
 
-/// Accepts connections until shutdown; each gets its own task.
-pub async fn accept_loop<A: Application>(listener: TcpListener, engine: Arc<Engine<A>>) {
+/// Accepts connections until shutdown; each gets its own task. With `tls`, every
+/// connection is HTTPS: its handshake runs in its task, counted as an open connection.
+pub async fn accept_loop<A: Application>(
+    listener: TcpListener,
+    engine: Arc<Engine<A>>,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     let stop = engine.stop.clone();
     loop {
         let accepted = tokio::select! {
@@ -130,14 +138,23 @@ pub async fn accept_loop<A: Application>(listener: TcpListener, engine: Arc<Engi
                     let engine = engine.clone();
                     // Answers are written whole; Nagle's algorithm would only delay them.
                     let _ = stream.set_nodelay(true);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        connection::serve(stream, peer, Scheme::Http, engine).await;
+                        match tls {
+                            None => connection::serve(stream, peer, Scheme::Http, engine).await,
+                            Some(tls) => serve_tls(stream, peer, tls, engine).await,
+                        }
                         drop(slot);
                     });
                 }
-                None => {
-                    tokio::spawn(connection::reject_busy(stream, engine.clone()));
-                }
+                None => match &tls {
+                    None => {
+                        tokio::spawn(connection::reject_busy(stream, engine.clone()));
+                    }
+                    Some(tls) => {
+                        tokio::spawn(refuse_busy(stream, tls.clone(), engine.clone()));
+                    }
+                },
             },
             // Out of file descriptors or the like: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

@@ -22,6 +22,10 @@ pub const FILE_COPY_BUFFER: usize = 64 * 1024;
 
 /// A connection's byte stream.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether written bytes may wait in the stream until `flush` (TLS records do; a TCP
+    /// socket sends on `write`, so the connection skips the call and its timer).
+    const BUFFERS_WRITES: bool = true;
+
     /// Writes `head`, then `len` bytes of `body`'s file from its offset. A client that reads
     /// nothing for `write_timeout` fails it, and so does a file that shrank below the
     /// announced length (`UnexpectedEof`: the promised `Content-Length` cannot be kept).
@@ -36,6 +40,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 }
 
 impl Transport for TcpStream {
+    const BUFFERS_WRITES: bool = false;
+
     async fn send_file_answer<'a>(
         &'a mut self,
         head: &'a [u8],

@@ -14,6 +14,8 @@ use crate::app::exchange::{AccessEvent, AccessRecord};
 
 /// Python's `logging.INFO`.
 const INFO: i32 = 20;
+/// Python's `logging.DEBUG`.
+const DEBUG: i32 = 10;
 
 /// The time in the Common Log Format, `10/Oct/2000:13:55:36 +0000`, rearranged from the
 /// IMF-fixdate `Tue, 10 Oct 2000 13:55:36 GMT` that `httpdate` renders.
@@ -49,7 +51,28 @@ fn log_batch(py: Python<'_>, logger: &Bound<'_, PyAny>, batch: Vec<AccessRecord>
     }
 }
 
-/// The body of the access-log thread.
+/// Logs `line` on the `godottpd` logger at DEBUG.
+fn log_debug(py: Python<'_>, line: &str) {
+    let logged = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("godottpd",)))
+        .and_then(|logger| logger.call_method1("debug", ("%s", line)));
+    if let Err(error) = logged {
+        error.print(py);
+    }
+}
+
+/// Whether the `godottpd` logger takes DEBUG lines now (checked once, at `start()`).
+pub fn debug_enabled(py: Python<'_>) -> bool {
+    py.import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("godottpd",)))
+        .and_then(|logger| logger.call_method1("isEnabledFor", (DEBUG,)))
+        .and_then(|enabled| enabled.is_truthy())
+        .unwrap_or(false)
+}
+
+/// The body of the log thread: access records on `godottpd.access`, DEBUG lines on
+/// `godottpd`.
 pub fn log_thread(receiver: Receiver<AccessEvent>) {
     Python::attach(|py| {
         let logger = match py
@@ -66,11 +89,16 @@ pub fn log_thread(receiver: Receiver<AccessEvent>) {
                     batch.push(record);
                     false
                 }
+                Ok(AccessEvent::Debug(line)) => {
+                    log_debug(py, &line);
+                    false
+                }
                 Ok(AccessEvent::Stop) | Err(_) => true,
             };
             while !stop {
                 match receiver.try_recv() {
                     Ok(AccessEvent::Record(record)) => batch.push(record),
+                    Ok(AccessEvent::Debug(line)) => log_debug(py, &line),
                     Ok(AccessEvent::Stop) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }

@@ -4,8 +4,8 @@
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `event_loop` (coroutine
-//! handlers on an asyncio loop), `json`, `logging`,
-//! `access_log`, `errors` (the declared exceptions) and `type_name`.
+//! handlers on an asyncio loop), `json`, `logging`, `access_log`, `errors` (the declared
+//! exceptions), `tls` (`self_signed_certificate()` and TLS errors) and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
 //! them uses it. Python runs only on threads that this layer owns (or the caller's), never
@@ -26,6 +26,7 @@ pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod stream;
+pub(crate) mod tls;
 pub(crate) mod type_name;
 pub(crate) mod waiting;
 pub(crate) mod workers;

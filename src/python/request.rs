@@ -358,8 +358,8 @@ impl HttpRequest {
         Client::at(self.connection.clone(), address)
     }
 
-    /// ``"http"`` or ``"https"``: the connection's, or what a trusted proxy reports
-    /// (``Forwarded: proto=``, ``X-Forwarded-Proto``).
+    /// ``"https"`` when the request came over TLS, else ``"http"``; behind a trusted proxy,
+    /// what it reports (``Forwarded: proto=``, ``X-Forwarded-Proto``).
     #[getter]
     fn scheme(&self, py: Python<'_>) -> &'static str {
         self.forwarded(py)

@@ -18,12 +18,14 @@ use crate::http::limits::{Limits, MAX_HEADERS_CEILING};
 use crate::http::token::is_field_value;
 use crate::io::engine::Engine;
 use crate::io::listener::accept_loop;
-use crate::python::access_log::log_thread;
+use crate::io::tls::acceptor::TlsAcceptor;
+use crate::python::access_log::{debug_enabled, log_thread};
 use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS, MAX_STREAM_BUFFER};
 use crate::python::event_loop::{EventLoop, LoopWork};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::router::{HttpRouter, PyRoute};
+use crate::python::tls::{file_error, load_acceptor};
 use crate::python::type_name::type_name;
 use crate::python::waiting::poll_jobs;
 use crate::python::workers::{self, ListenSource};
@@ -127,6 +129,8 @@ pub struct HttpServer {
     running: Mutex<Option<Running>>,
     /// `trusted_proxies` and `proxy_protocol`.
     proxies: Arc<ProxySettings>,
+    /// With `tls_cert` and `tls_key`: the server speaks only HTTPS.
+    tls: Option<Arc<TlsAcceptor>>,
     /// A registered route has a coroutine handler: `start()` starts an event loop for it.
     coroutines: AtomicBool,
 }
@@ -205,7 +209,8 @@ impl HttpServer {
         max_body_size=10485760, header_timeout=10.0, body_timeout=30.0, \
         keepalive_timeout=5.0, write_timeout=30.0, min_body_rate=1024, max_connections=1024, \
         shutdown_grace=5.0, io_threads=1, handler_threads=8, access_log=False, \
-        trusted_proxies=None, proxy_protocol=False, socket=None, stream_buffer=262144)"
+        trusted_proxies=None, proxy_protocol=False, socket=None, stream_buffer=262144, \
+        tls_cert=None, tls_key=None)"
     )]
     #[pyo3(signature = (
         port = arguments::Port(8080),
@@ -231,6 +236,8 @@ impl HttpServer {
         proxy_protocol = false,
         socket = None,
         stream_buffer = 262_144,
+        tls_cert = None,
+        tls_key = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -256,6 +263,8 @@ impl HttpServer {
         proxy_protocol: bool,
         socket: Option<&Bound<'_, PyAny>>,
         stream_buffer: i64,
+        tls_cert: Option<std::path::PathBuf>,
+        tls_key: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let trusted_proxies = trusted_proxies.unwrap_or_default();
         let trusted = TrustedProxies::parse(trusted_proxies.iter().map(String::as_str))
@@ -331,6 +340,7 @@ impl HttpServer {
             access_log,
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
+            tls: load_acceptor(tls_cert, tls_key)?,
             coroutines: AtomicBool::new(false),
         })
     }
@@ -390,6 +400,30 @@ impl HttpServer {
     #[getter]
     fn is_running(&self) -> bool {
         lock(&self.running).is_some()
+    }
+
+    /// Re-reads ``tls_cert`` and ``tls_key``; new connections use them, open ones carry on.
+    ///
+    /// Raises ``ValueError`` naming the file when one is missing, unreadable, not PEM, or
+    /// the key does not match (the current certificate then stays), and ``RuntimeError``
+    /// on a server without TLS.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(tls) = &self.tls else {
+            return Err(PyRuntimeError::new_err(
+                "reload_tls() needs a server made with tls_cert and tls_key",
+            ));
+        };
+        py.detach(|| tls.reload()).map_err(file_error)
+    }
+
+    /// ``"https"`` for a server made with ``tls_cert`` and ``tls_key``, else ``"http"``.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Whether handlers run on the server's thread (else in ``poll()``).
@@ -828,7 +862,8 @@ impl HttpServer {
             })?
         };
         let (work, jobs) = channel();
-        let access_log = if self.access_log {
+        let debug = Python::attach(debug_enabled);
+        let access_log = if self.access_log || debug {
             let (sender, records) = channel();
             let thread = std::thread::Builder::new()
                 .name("godottpd-access-log".into())
@@ -840,7 +875,14 @@ impl HttpServer {
         } else {
             None
         };
-        let log_sender = access_log.as_ref().map(|(sender, _)| sender.clone());
+        let log_sender = access_log
+            .as_ref()
+            .filter(|_| self.access_log)
+            .map(|(sender, _)| sender.clone());
+        let debug_sender = access_log
+            .as_ref()
+            .filter(|_| debug)
+            .map(|(sender, _)| sender.clone());
         let job_signal = match self.mode {
             HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
             _ => None,
@@ -858,8 +900,9 @@ impl HttpServer {
             log_sender,
         );
         engine.proxies = self.proxies.clone();
+        engine.debug_log = debug_sender;
         let engine = Arc::new(engine);
-        runtime.spawn(accept_loop(listener, engine.clone()));
+        runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
         let thread_error = |error: std::io::Error| {
             PyOSError::new_err(format!("cannot start the handler threads: {error}"))
         };

@@ -1,6 +1,9 @@
 """The godottpd server of the load benchmark: the five routes, through the public API.
 
 Usage: python godottpd_app.py PORT STATIC_DIR
+
+GODOTTPD_HANDLER_THREADS sets handler_threads (0: the inline mode); GODOTTPD_WORKERS, when
+other than 1, serves with ``serve_forever(workers=N)`` (benches/load/workers.py).
 """
 
 import os
@@ -82,7 +85,11 @@ def main():
         data = (static_dir / "file.bin").read_bytes()
         server.register_router("/static/file.bin", StaticFile(data))
         print("static: Python handler, file read once at startup", flush=True)
-    server.serve_forever()
+    workers = int(os.environ.get("GODOTTPD_WORKERS", "1"))
+    if workers != 1:
+        server.serve_forever(workers=workers)
+    else:
+        server.serve_forever()
 
 
 if __name__ == "__main__":

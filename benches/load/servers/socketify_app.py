@@ -1,9 +1,14 @@
 """The socketify server of the load benchmark.
 
-Usage: python socketify_app.py PORT STATIC_DIR
+Usage: python socketify_app.py PORT STATIC_DIR [WORKERS]
+
+With WORKERS above 1, forks WORKERS - 1 processes first and every process (this one too)
+builds its own App and listens on the port, as socketify's own ``--workers`` does
+(socketify/cli.py); uSockets binds with SO_REUSEPORT, so the kernel spreads connections.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +17,14 @@ from socketify import App, AppListenOptions
 
 def main():
     port, static_dir = int(sys.argv[1]), Path(sys.argv[2])
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    for _ in range(1, workers):
+        if os.fork() == 0:
+            break
+    serve(port, static_dir)
+
+
+def serve(port, static_dir):
     static = (static_dir / "file.bin").read_bytes()
     app = App()
 

@@ -142,7 +142,7 @@ impl FileRoute {
 }
 
 /// Encodes the answers of one request.
-struct Reply<'a> {
+struct FileAnswers<'a> {
     head: &'a RequestHead,
     head_only: bool,
     persistence: Persistence,
@@ -154,11 +154,11 @@ struct Reply<'a> {
     content_type: Option<&'a str>,
 }
 
-impl<'a> Reply<'a> {
+impl<'a> FileAnswers<'a> {
     fn new(route: &FileRoute, request: &'a FileRequest) -> Self {
         let mut extra_lines = request.cors_lines.as_deref().unwrap_or_default().to_vec();
         extra_lines.extend_from_slice(&route.extra_lines);
-        Reply {
+        FileAnswers {
             head: &request.head,
             head_only: request.head_only,
             persistence: request.persistence,
@@ -220,17 +220,17 @@ impl<'a> Reply<'a> {
 
 /// Answers one request for a file router, on the connection's I/O thread.
 pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
-    let reply = Reply::new(route, request);
+    let answers = FileAnswers::new(route, request);
     let Ok(relative) = resolve::relative_path(request.tail.iter().map(String::as_str)) else {
-        return reply.not_found();
+        return answers.not_found();
     };
     let located = match route.locate(&relative, request.trailing_slash) {
         Ok(located) => located,
-        Err(error) => return reply.unreadable(&error),
+        Err(error) => return answers.unreadable(&error),
     };
     match located {
-        Located::File(path) => serve_file(Some(route), &reply, &path, 200),
-        Located::Redirect => reply.redirect_to_folder(),
+        Located::File(path) => serve_file(Some(route), &answers, &path, 200),
+        Located::Redirect => answers.redirect_to_folder(),
         Located::Nothing => {
             let fallback = match &route.fallback_page {
                 Some(page) => route.file(&route.root.join(page)),
@@ -239,12 +239,12 @@ pub fn respond(route: &FileRoute, request: &FileRequest) -> Outgoing {
             match fallback {
                 Ok(Some(path)) => serve_file(
                     Some(route),
-                    &reply,
+                    &answers,
                     &path,
                     if route.fallback_is_index { 200 } else { 404 },
                 ),
-                Ok(None) => reply.not_found(),
-                Err(error) => reply.unreadable(&error),
+                Ok(None) => answers.not_found(),
+                Err(error) => answers.unreadable(&error),
             }
         }
     }
@@ -295,8 +295,13 @@ fn precompressed(
 /// Serves a located file with `status` (200, or 404 for a fallback page that is not the
 /// index). Conditionals and ranges apply to 200 only: a 404 is never a 304 or a 206.
 /// Without a route (`send_file`), no precompressed sibling is looked for.
-fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status: u16) -> Outgoing {
-    let head = reply.head;
+fn serve_file(
+    route: Option<&FileRoute>,
+    answers: &FileAnswers<'_>,
+    path: &Path,
+    status: u16,
+) -> Outgoing {
+    let head = answers.head;
     let (chosen, vary) = match route {
         Some(route) => precompressed(route, path, head.first_header("accept-encoding")),
         None => (None, false),
@@ -307,13 +312,13 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
     };
     let file = match open(source) {
         Ok(file) => file,
-        Err(error) => return reply.unreadable(&error),
+        Err(error) => return answers.unreadable(&error),
     };
     // The size and time of the open file, not of the path: they belong together.
     let metadata = match file.metadata() {
         Ok(metadata) if metadata.is_file() => metadata,
-        Ok(_) => return reply.not_found(),
-        Err(error) => return reply.unreadable(&error),
+        Ok(_) => return answers.not_found(),
+        Err(error) => return answers.unreadable(&error),
     };
     let size = metadata.len();
     let validators = Validators::new(size, metadata.modified().ok(), coding.map(Coding::name));
@@ -333,13 +338,13 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
         )
     {
         // RFC 9110 §15.4.5: a 304 carries the validators and Vary a 200 would have had.
-        return encode(reply, 304, &headers, b"", 0, None);
+        return encode(answers, 304, &headers, b"", 0, None);
     }
     headers.push((b"Accept-Ranges", b"bytes"));
     if let Some(coding) = coding {
         headers.push((b"Content-Encoding", coding.name().as_bytes()));
     }
-    let content_type = match reply.content_type {
+    let content_type = match answers.content_type {
         Some(content_type) => std::borrow::Cow::Borrowed(content_type),
         None => mime::content_type(path),
     };
@@ -347,7 +352,7 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
     let range = match head.first_header("range") {
         Some(value)
             if status == 200
-                && !reply.head_only
+                && !answers.head_only
                 && if_range_holds(&validators, head.first_header("if-range")) =>
         {
             parse_range(value, size)
@@ -362,7 +367,7 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
                 len: size,
             };
             encode(
-                reply,
+                answers,
                 status,
                 &headers,
                 content_type.as_bytes(),
@@ -380,7 +385,7 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
                 len,
             };
             encode(
-                reply,
+                answers,
                 206,
                 &headers,
                 content_type.as_bytes(),
@@ -391,7 +396,7 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
         RangeRequest::Unsatisfiable => {
             // §15.5.17: a 416 says how long the representation is.
             let content_range = format!("bytes */{size}");
-            reply.simple(
+            answers.simple(
                 416,
                 &[(b"Content-Range", content_range.as_bytes())],
                 "Range Not Satisfiable",
@@ -402,7 +407,7 @@ fn serve_file(route: Option<&FileRoute>, reply: &Reply<'_>, path: &Path, status:
 
 /// Encodes a file answer's head; the body, if any, goes to the connection to stream.
 fn encode(
-    reply: &Reply<'_>,
+    answers: &FileAnswers<'_>,
     status: u16,
     headers: &[(&[u8], &[u8])],
     content_type: &[u8],
@@ -411,17 +416,17 @@ fn encode(
 ) -> Outgoing {
     let mut bytes = Vec::with_capacity(512);
     let mut head = HeadEncoder::new(&mut bytes, status);
-    for (name, value) in headers.iter().chain(reply.handler_headers) {
+    for (name, value) in headers.iter().chain(answers.handler_headers) {
         head.header(name, value);
     }
-    let server = reply.server();
+    let server = answers.server();
     head.finish(
         &server.server_headers(server.extra_lines),
         content_type,
         len,
     );
     let mut outgoing = Outgoing::new(status, bytes, Bytes::new(), server.persistence);
-    outgoing.file = body.filter(|body| !reply.head_only && body.len > 0);
+    outgoing.file = body.filter(|body| !answers.head_only && body.len > 0);
     outgoing
 }
 
@@ -444,7 +449,7 @@ pub struct OneFile<'a> {
 /// is the handler's choice (no root applies); a missing one is `404`, an unreadable one
 /// `403` or `500`, a folder `404`.
 pub fn respond_one(path: &Path, one: &OneFile<'_>) -> Outgoing {
-    let reply = Reply {
+    let answers = FileAnswers {
         head: one.head,
         head_only: one.head_only,
         persistence: one.persistence,
@@ -453,7 +458,7 @@ pub fn respond_one(path: &Path, one: &OneFile<'_>) -> Outgoing {
         handler_headers: one.headers,
         content_type: one.content_type,
     };
-    serve_file(None, &reply, path, 200)
+    serve_file(None, &answers, path, 200)
 }
 
 /// Why a file router's settings were refused; the message is for the caller.
