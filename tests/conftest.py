@@ -6,7 +6,9 @@ Every test talks to a real server over real sockets:
   ``127.0.0.1`` with a free port, registers the routes (in order) and stops the
   server at teardown.
 * ``make_router(get=fn, post=fn, ...)`` builds an ``HttpRouter`` subclass whose
-  ``handle_<method>`` calls ``fn(request, response)``.
+  ``handle_<method>`` calls ``fn(request, response)``. In a test marked ``async_too`` (or
+  a module with that ``pytestmark``) it runs twice: with plain methods, and with
+  ``async def`` ones that call ``fn`` on the server's event loop.
 * ``probe(fn)`` builds a router that runs ``fn(request)`` inside the handler,
   keeps the result (or the exception) for the test, and answers ``200 probed``.
 * ``raw(server)`` opens a raw TCP connection with exact-bytes helpers and a
@@ -43,6 +45,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if inline and item.get_closest_marker("concurrent_handlers"):
             item.add_marker(pytest.mark.skip(reason="needs handlers running side by side"))
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("handler_kind") != "async":
+            continue
+        only = item.get_closest_marker("sync_only")
+        if only:
+            item.add_marker(pytest.mark.skip(reason=str(only.args[0])))
+        elif item.get_closest_marker("concurrent_handlers"):
+            # Its handlers block (threading.Event), which would block the one event loop.
+            item.add_marker(pytest.mark.skip(reason="blocking handlers share one event loop"))
     # Hypothesis' failure report touches mypy_extensions.TypedDict, which warns; with
     # filterwarnings=error that would turn a readable failure into an INTERNALERROR.
     for item in items:
@@ -306,6 +318,28 @@ def _make_router(**handlers: Handler) -> HttpRouter:
     return cls()
 
 
+def _make_async_router(**handlers: Handler) -> HttpRouter:
+    """``_make_router`` with coroutine handlers: each runs ``fn`` on the event loop."""
+    unknown = set(handlers) - set(METHODS)
+    assert not unknown, f"unknown methods {unknown}"
+    ns: dict[str, Any] = {}
+    for meth, fn in handlers.items():
+
+        async def method(self: Any, request: Any, response: Any, _fn: Handler = fn) -> None:
+            _fn(request, response)
+
+        ns[f"handle_{meth}"] = method
+    cls = type("AsyncTestRouter", (HttpRouter,), ns)
+    return cls()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "make_router" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "async_too"
+    ):
+        metafunc.parametrize("handler_kind", ["sync", "async"], indirect=True)
+
+
 class Probe(HttpRouter):
     """Runs ``self.fn(request)`` inside GET/POST/PUT/PATCH/DELETE and keeps the result."""
 
@@ -340,8 +374,14 @@ def _make_probe(fn: Callable[[Any], Any]) -> Probe:
 
 
 @pytest.fixture
-def make_router() -> Callable[..., HttpRouter]:
-    return _make_router
+def handler_kind(request: pytest.FixtureRequest) -> str:
+    """``"sync"``, or ``"async"`` in the second run of an ``async_too`` test."""
+    return str(getattr(request, "param", "sync"))
+
+
+@pytest.fixture
+def make_router(handler_kind: str) -> Callable[..., HttpRouter]:
+    return _make_async_router if handler_kind == "async" else _make_router
 
 
 @pytest.fixture

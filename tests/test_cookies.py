@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.async_too
+
 
 @pytest.fixture
 def cookie_resp(serve, make_router, raw, build):

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.async_too
+
 ALLOWED = "http://allowed.example"
 OTHER = "http://other.example"
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.async_too
+
 
 class Boom(Exception):
     pass
@@ -111,6 +113,7 @@ def test_exception_after_send_keeps_the_sent_response(serve, make_router, raw, b
     assert nxt.body == b"next"
 
 
+@pytest.mark.sync_only("poll() runs sync handlers; coroutine handlers run on the event loop")
 def test_exception_in_poll_mode(serve, make_router, fetch, caplog, wait) -> None:
     caplog.set_level(logging.ERROR, logger="godottpd")
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from godottpd import Client, HttpServer
 
+pytestmark = pytest.mark.async_too
+
 
 @pytest.fixture
 def one(serve, make_router, raw, build):

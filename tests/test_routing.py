@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from godottpd import HttpRouter, HttpServer
 
+pytestmark = pytest.mark.async_too
+
 
 def _named(label: str, make_router):
     """A router whose GET answers ``label`` and the path parameters."""

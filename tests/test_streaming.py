@@ -23,6 +23,8 @@ import pytest
 from conftest import HOST
 from godottpd import EventHub, EventStream, HttpStream
 
+pytestmark = pytest.mark.async_too
+
 MiB = 1024 * 1024
 
 
@@ -353,6 +355,9 @@ def stream_large(serve: Any, make_router: Any, total: int, budget: int) -> None:
     assert peak < 64 * MiB, f"server RSS grew by {peak / MiB:.1f} MiB"
 
 
+@pytest.mark.sync_only(
+    "on the event loop write() never blocks: a coroutine bounds memory with await drain()"
+)
 def test_slow_reader_of_200_mb_keeps_memory_bounded(serve: Any, make_router: Any) -> None:
     stream_large(serve, make_router, 200 * MiB, 256 * 1024)
 

@@ -1,8 +1,9 @@
 """The Rust core of godottpd: sockets, parsing, routing and response encoding."""
 
+import asyncio
 import os
 import socket as _socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, final
 
@@ -31,6 +32,9 @@ class Client:
     @property
     def is_open(self) -> bool:
         """Whether the connection is still open."""
+    def wait_closed(self) -> asyncio.Future[None]:
+        """In a coroutine handler: ``await client.wait_closed()`` returns once the connection
+        has closed (the client left, or the server closed it)."""
 
 @final
 class Headers:
@@ -227,6 +231,10 @@ class HttpStream:
         ``ConnectionError`` once the client is gone, ``ValueError`` after ``close()``."""
     def close(self) -> None:
         """Ends the body; idempotent. A stream dropped unclosed is closed for you."""
+    def drain(self) -> asyncio.Future[None]:
+        """In a coroutine handler: ``await stream.drain()`` waits until no more than
+        ``stream_buffer`` bytes wait for the client (``write()`` on the event loop never
+        blocks). Raises ``ConnectionError`` once the client is gone."""
     @property
     def closed(self) -> bool:
         """Whether the stream is closed, or its client gone."""
@@ -251,6 +259,10 @@ class EventStream:
         """Sends a comment line (ignored by clients)."""
     def close(self) -> None:
         """Ends the stream; idempotent."""
+    def drain(self) -> asyncio.Future[None]:
+        """In a coroutine handler: ``await events.drain()`` waits until no more than
+        ``stream_buffer`` bytes wait for the client (``send()`` on the event loop never
+        blocks). Raises ``ConnectionError`` once the client is gone."""
     @property
     def closed(self) -> bool:
         """Whether the stream is closed, or its client gone."""
@@ -435,7 +447,11 @@ class HttpServer:
     def start(self) -> None:
         """Listens and serves; raises ``OSError`` if it cannot listen."""
     def stop(self) -> None:
-        """Finishes in-flight requests (up to ``shutdown_grace``), then closes."""
+        """Finishes in-flight requests (up to ``shutdown_grace``), then closes.
+
+        Called on the server's event loop (from a coroutine handler, or beside ``serve()``)
+        it cannot wait there: it starts the same graceful stop as a task and returns.
+        """
     def poll(self, timeout: float = 0.0) -> int:
         """Runs waiting handlers on this thread (poll mode); returns how many ran."""
     def serve_forever(self, workers: int = 1) -> None:
@@ -459,6 +475,32 @@ class HttpServer:
         traceback: TracebackType | None,
         /,
     ) -> bool: ...
+    def serve(self) -> Coroutine[Any, Any, None]:
+        """Serves inside the running event loop until cancelled or stopped: coroutine handlers
+        run on this loop as tasks. Cancelling it (Ctrl-C under ``asyncio.run``) stops the
+        server gracefully, as ``stop()`` does."""
+    def __aenter__(self) -> Coroutine[Any, Any, Self]: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> Coroutine[Any, Any, bool]: ...
+    def _attach_loop(self, event_loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Starts the server if needed and runs its coroutine handlers on ``event_loop`` (the
+        running one); returns the future that completes when the server stops."""
+    def _begin_stop(self) -> bool:
+        """The first step of a graceful stop: refuse new connections; ``False`` if not running."""
+    def _open_connections(self) -> int:
+        """Connections still open (a stop waits for them, up to ``shutdown_grace``)."""
+    def _finish_stop(self) -> None:
+        """The last step of a graceful stop, once the connections are done or the grace over."""
+    @property
+    def _shutdown_grace(self) -> float:
+        """``shutdown_grace`` in seconds."""
+    def _event_loop_stats(self) -> tuple[int, int]:
+        """``(wake-ups, jobs)`` of the event loop so far: requests per wake-up of the loop."""
 
 def self_signed_certificate(
     names: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None

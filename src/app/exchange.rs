@@ -46,6 +46,8 @@ pub struct ConnectionInfo {
     pub proxies: Arc<ProxySettings>,
     pub scheme: Scheme,
     open: AtomicBool,
+    /// Fires when the connection has closed (`await client.wait_closed()`).
+    closed: tokio_util::sync::CancellationToken,
     /// The server's stop signal: a response finished once it fired closes the connection.
     server_stopping: StopSignal,
     /// The server's `stream_buffer`: how many bytes a streamed response may queue.
@@ -59,6 +61,7 @@ impl ConnectionInfo {
             proxies: Arc::default(),
             scheme,
             open: AtomicBool::new(true),
+            closed: tokio_util::sync::CancellationToken::new(),
             server_stopping,
             stream_buffer: crate::http::limits::Limits::default().stream_buffer,
         }
@@ -87,6 +90,12 @@ impl ConnectionInfo {
 
     pub fn mark_closed(&self) {
         self.open.store(false, Ordering::Release);
+        self.closed.cancel();
+    }
+
+    /// Completes once the connection has closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
     }
 }
 

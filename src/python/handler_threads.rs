@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 
 use crate::app::exchange::Job;
 use crate::io::engine::Application;
+use crate::python::event_loop::{LoopSender, LoopWork};
 use crate::python::inline_io;
 use crate::python::logging::log_exception;
 use crate::python::request::HttpRequest;
@@ -37,11 +38,23 @@ pub struct PythonApp {
     work: Sender<Work>,
     /// In inline mode, wakes the loop thread out of its I/O round to run the handlers.
     job_signal: Option<Arc<tokio::sync::Notify>>,
+    /// Where requests for coroutine handlers go (`python::event_loop`).
+    event_loop: Option<Arc<LoopSender>>,
 }
 
 impl PythonApp {
     pub fn new(work: Sender<Work>, job_signal: Option<Arc<tokio::sync::Notify>>) -> Self {
-        PythonApp { work, job_signal }
+        PythonApp {
+            work,
+            job_signal,
+            event_loop: None,
+        }
+    }
+
+    /// Sends the requests for coroutine handlers to `event_loop`.
+    pub fn with_event_loop(mut self, event_loop: Arc<LoopSender>) -> Self {
+        self.event_loop = Some(event_loop);
+        self
     }
 
     /// Sends `work` to the handler side; `false` when it has gone.
@@ -60,6 +73,9 @@ impl Application for PythonApp {
     type Route = PyRoute;
 
     fn submit(&self, job: PyJob) -> bool {
+        if let (true, Some(event_loop)) = (job.route.is_coroutine(job.method), &self.event_loop) {
+            return event_loop.send(LoopWork::Job(Box::new(job)));
+        }
         self.send(Work::Job(Box::new(job)))
     }
 }

@@ -6,8 +6,9 @@
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
 //! `handler_threads` (where handlers run: the handler mode), `handoff` (the default mode:
 //! handlers on the I/O thread, the I/O handed to another thread when one runs long),
-//! `json`, `logging`, `access_log`, `errors` (the declared exceptions), `tls`
-//! (`self_signed_certificate()` and TLS errors) and `type_name`.
+//! `event_loop` (coroutine handlers on an asyncio loop), `json`, `logging`, `access_log`,
+//! `errors` (the declared exceptions), `tls` (`self_signed_certificate()` and TLS errors)
+//! and `type_name`.
 //!
 //! **Layer rule**: only this folder imports `pyo3`. It may use every other layer; none of
 //! them uses it. Python runs only on threads that this layer owns (or the caller's), never
@@ -17,6 +18,7 @@ pub(crate) mod access_log;
 pub(crate) mod arguments;
 pub(crate) mod errors;
 pub(crate) mod event_hub;
+pub(crate) mod event_loop;
 pub(crate) mod file_router;
 pub(crate) mod form;
 pub(crate) mod handler_threads;

@@ -72,6 +72,12 @@ impl Client {
         self.connection.is_open()
     }
 
+    /// In a coroutine handler: ``await client.wait_closed()`` returns once the connection
+    /// has closed (the client left, or the server closed it).
+    fn wait_closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::python::event_loop::wait_closed(py, self.connection.clone())
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Client(host={:?}, port={}, is_open={})",

@@ -15,6 +15,10 @@ use crate::python::response::HttpResponse;
 /// [`KnownMethod::index`].
 pub struct PyRoute {
     pub handlers: [Option<Py<PyAny>>; KnownMethod::ALL.len()],
+    /// Which handlers are coroutine functions (`async def`), found once at registration:
+    /// their requests go to the event loop (`python::event_loop`), the others to the
+    /// handler threads.
+    pub coroutines: [bool; KnownMethod::ALL.len()],
     pub allow: Arc<str>,
     /// `stream_body` and `max_body_size`, read from the router once at registration.
     pub body: BodyPolicy,
@@ -30,6 +34,8 @@ impl PyRoute {
         let is_router = router.is_instance(&base)?;
         let class = router.get_type();
         let mut handlers: [Option<Py<PyAny>>; KnownMethod::ALL.len()] = Default::default();
+        let mut coroutines = [false; KnownMethod::ALL.len()];
+        let is_coroutine = py.import("inspect")?.getattr("iscoroutinefunction")?;
         for method in KnownMethod::ALL {
             let name = method.handler_name();
             let overridden = if is_router {
@@ -40,6 +46,7 @@ impl PyRoute {
             if overridden {
                 let handler = router.getattr(name)?;
                 if handler.is_callable() {
+                    coroutines[method.index()] = is_coroutine.call1((&handler,))?.is_truthy()?;
                     handlers[method.index()] = Some(handler.unbind());
                 }
             }
@@ -56,6 +63,7 @@ impl PyRoute {
         );
         Ok(PyRoute {
             handlers,
+            coroutines,
             allow: allow.into(),
             body: body_policy(router)?,
         })
@@ -64,6 +72,16 @@ impl PyRoute {
     /// The bound method that handles `method`, if the router has one.
     pub fn handler(&self, method: KnownMethod) -> Option<&Py<PyAny>> {
         self.handlers[method.index()].as_ref()
+    }
+
+    /// Whether the handler of `method` is a coroutine function, to run on the event loop.
+    pub fn is_coroutine(&self, method: KnownMethod) -> bool {
+        self.coroutines[method.index()]
+    }
+
+    /// Whether any handler is a coroutine function (the server then needs an event loop).
+    pub fn has_coroutines(&self) -> bool {
+        self.coroutines.iter().any(|coroutine| *coroutine)
     }
 
     pub fn handles_any(&self) -> bool {

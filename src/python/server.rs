@@ -1,6 +1,7 @@
 //! `HttpServer`: configuration, lifecycle (start, stop, serve_forever, poll) and routes.
 
 use crossbeam_channel::{unbounded as channel, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use crate::io::listener::accept_loop;
 use crate::io::tls::acceptor::TlsAcceptor;
 use crate::python::access_log::{debug_enabled, log_thread};
 use crate::python::arguments::{self, MAX_HANDLER_THREADS, MAX_IO_THREADS, MAX_STREAM_BUFFER};
+use crate::python::event_loop::{EventLoop, LoopWork};
 use crate::python::file_router::HttpFileRouter;
 use crate::python::handler_threads::{wait_and_run, HandlerPool, PythonApp, Work};
 use crate::python::handoff::Handoff;
@@ -90,6 +92,8 @@ struct Running {
     listener_fd: std::os::fd::RawFd,
     engine: Arc<Engine<PythonApp>>,
     handlers: Handlers,
+    /// Where coroutine handlers run: the caller's loop (`serve()`) or the server's own.
+    event_loop: Arc<EventLoop>,
     /// With `access_log=True`: the channel and the thread that logs its records.
     access_log: Option<(Sender<AccessEvent>, std::thread::JoinHandle<()>)>,
 }
@@ -134,6 +138,8 @@ pub struct HttpServer {
     proxies: Arc<ProxySettings>,
     /// With `tls_cert` and `tls_key`: the server speaks only HTTPS.
     tls: Option<Arc<TlsAcceptor>>,
+    /// A registered route has a coroutine handler: `start()` starts an event loop for it.
+    coroutines: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -342,6 +348,7 @@ impl HttpServer {
             config: Arc::new(LiveConfig::new(server_identifier)),
             running: Mutex::new(None),
             tls: load_acceptor(tls_cert, tls_key)?,
+            coroutines: AtomicBool::new(false),
         })
     }
 
@@ -449,7 +456,18 @@ impl HttpServer {
         }
         let pattern =
             Pattern::compile(path, false).map_err(|error| PyValueError::new_err(error.0))?;
+        let coroutines = route.has_coroutines();
         self.add_route(pattern, Target::Handler(Arc::new(route)));
+        if coroutines && !self.coroutines.swap(true, Ordering::AcqRel) {
+            // Registered on a running server that has no loop yet: start its own.
+            if let Some(running) = lock(&self.running).as_ref() {
+                if !running.event_loop.is_attached() {
+                    running.event_loop.start_own_loop().map_err(|error| {
+                        PyOSError::new_err(format!("cannot start the event loop thread: {error}"))
+                    })?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -487,175 +505,25 @@ impl HttpServer {
 
     /// Listens and serves; raises ``OSError`` if it cannot listen.
     fn start(&self) -> PyResult<()> {
-        let mut running = lock(&self.running);
-        if running.is_some() {
-            return Ok(());
-        }
-        let (bind_address, port) = {
-            let settings = lock(&self.settings);
-            (settings.bind_address.clone(), settings.port)
-        };
-        let std_listener = lock(&self.settings)
-            .listen
-            .listen(&bind_address, port)
-            .map_err(|error| {
-                workers::listen_error(
-                    &error,
-                    format!("cannot listen on {bind_address}:{port}: {error}"),
-                )
-            })?;
-        let bound_port = std_listener
-            .local_addr()
-            .map(|address| address.port())
-            .unwrap_or(port);
-        // One I/O thread (the default): the loop threads drive a current-thread runtime
-        // themselves. More: a multi-thread runtime, and handlers on threads of their own.
-        let handoff = matches!(self.mode, HandlerMode::Threads(_)) && self.io_threads == 1;
-        let runtime = if self.mode == HandlerMode::Inline || handoff {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(self.io_threads)
-                .thread_name("godottpd-io")
-                .enable_all()
-                .build()
-        }
-        .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
-        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&std_listener);
-        let listener = {
-            let _context = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener).map_err(|error| {
-                PyOSError::new_err(format!("cannot register the listening socket: {error}"))
-            })?
-        };
-        let (work, jobs) = channel();
-        let debug = Python::attach(debug_enabled);
-        let access_log = if self.access_log || debug {
-            let (sender, records) = channel();
-            let thread = std::thread::Builder::new()
-                .name("godottpd-access-log".into())
-                .spawn(move || log_thread(records))
-                .map_err(|error| {
-                    PyOSError::new_err(format!("cannot start the access-log thread: {error}"))
-                })?;
-            Some((sender, thread))
-        } else {
-            None
-        };
-        let log_sender = access_log
-            .as_ref()
-            .filter(|_| self.access_log)
-            .map(|(sender, _)| sender.clone());
-        let debug_sender = access_log
-            .as_ref()
-            .filter(|_| debug)
-            .map(|(sender, _)| sender.clone());
-        let job_signal = match self.mode {
-            HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
-            HandlerMode::Threads(_) if handoff => Some(Arc::new(tokio::sync::Notify::new())),
-            _ => None,
-        };
-        let mut engine = Engine::new(
-            self.limits.clone(),
-            self.config.clone(),
-            PythonApp::new(work, job_signal.clone()),
-            StopSignal::new(),
-            log_sender,
-        );
-        engine.proxies = self.proxies.clone();
-        engine.debug_log = debug_sender;
-        let engine = Arc::new(engine);
-        runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
-        let thread_error = |error: std::io::Error| {
-            PyOSError::new_err(format!("cannot start the handler threads: {error}"))
-        };
-        let handlers = match (self.mode, job_signal) {
-            (HandlerMode::Inline, Some(job_signal)) => Handlers::Inline {
-                pool: HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?,
-            },
-            (HandlerMode::Threads(count), Some(job_signal)) => {
-                let (pool, handoff) = HandlerPool::start_handoff(count, runtime, jobs, job_signal)
-                    .map_err(thread_error)?;
-                Handlers::Handoff { pool, handoff }
-            }
-            (HandlerMode::Threads(count), None) => Handlers::Threads {
-                pool: HandlerPool::start(count, jobs).map_err(thread_error)?,
-                runtime,
-            },
-            _ => Handlers::Poll {
-                runtime,
-                jobs: Arc::new(Mutex::new(jobs)),
-            },
-        };
-        lock(&self.settings).port = bound_port;
-        *running = Some(Running {
-            engine,
-            listener_fd,
-            handlers,
-            access_log,
-        });
-        Ok(())
+        self.start_server(true)
     }
 
     /// Finishes in-flight requests (up to ``shutdown_grace``), then closes.
-    fn stop(&self, py: Python<'_>) {
-        let Some(running) = lock(&self.running).take() else {
-            return;
-        };
-        let Running {
-            engine,
-            listener_fd,
-            handlers,
-            access_log,
-        } = running;
-        // Refuse new connections first: the accept loop, which owns the socket, ends only
-        // on the stop signal, so the descriptor is still its own here.
-        // An inherited socket is left accepting: its connections wait in the backlog for
-        // the next server (systemd socket activation, a supervisor's other workers).
-        if lock(&self.settings).listen.inherited.is_none() {
-            stop_accepting(listener_fd);
+    ///
+    /// Called on the server's event loop (from a coroutine handler, or beside ``serve()``)
+    /// it cannot wait there: it starts the same graceful stop as a task and returns.
+    fn stop(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
+        let server = slf.get();
+        let on_loop = lock(&server.running)
+            .as_ref()
+            .is_some_and(|running| running.event_loop.on_loop_thread());
+        if on_loop {
+            py.import("godottpd._asyncio")?
+                .call_method1("stop_soon", (slf,))?;
+            return Ok(());
         }
-        engine.stop.cancel();
-        let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
-        let (runtime, pool, jobs, handoff) = match handlers {
-            Handlers::Handoff { pool, handoff } => (None, Some(pool), None, Some(handoff)),
-            Handlers::Threads { runtime, pool } => (Some(runtime), Some(pool), None, None),
-            Handlers::Inline { pool } => (None, Some(pool), None, None),
-            Handlers::Poll { runtime, jobs } => (Some(runtime), None, Some(jobs), None),
-        };
-        self.drain(py, &engine, jobs.as_ref());
-        if let Some(runtime) = runtime {
-            py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
-        }
-        if let Some(pool) = pool {
-            for _ in 0..pool.len() {
-                let _ = engine.app.send(Work::Stop);
-            }
-            if let Some(handoff) = handoff {
-                // The threads let go of the runtime on Stop; the connections still open
-                // (their handler stuck past the grace period) close with it.
-                let wait = !pool.owns_current_thread();
-                py.detach(move || handoff.shutdown(deadline, wait));
-            }
-            // A handler stuck past the grace period is left to finish on its own; a handler
-            // that calls stop() cannot wait for itself.
-            if !pool.owns_current_thread() {
-                py.detach(move || pool.wait_for_exit(deadline));
-            }
-        }
-        if let Some((sender, thread)) = access_log {
-            // Everything recorded before this is logged before the thread ends.
-            let _ = sender.send(AccessEvent::Stop);
-            let _ = py.detach(move || thread.join());
-        }
-        if let Some(jobs) = jobs {
-            // Jobs whose connections are gone: drop them while attached.
-            if let Ok(receiver) = jobs.lock() {
-                while receiver.try_recv().is_ok() {}
-            }
-        }
+        server.stop_with(py, true);
+        Ok(())
     }
 
     /// Runs waiting handlers on this thread (poll mode); returns how many ran.
@@ -745,9 +613,89 @@ impl HttpServer {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> bool {
-        self.stop(py);
-        false
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        _exc_info: &Bound<'_, PyTuple>,
+    ) -> PyResult<bool> {
+        HttpServer::stop(slf, py)?;
+        Ok(false)
+    }
+
+    /// Serves inside the running event loop until cancelled or stopped: coroutine handlers
+    /// run on this loop as tasks. Cancelling it (Ctrl-C under ``asyncio.run``) stops the
+    /// server gracefully, as ``stop()`` does.
+    fn serve<'py>(slf: &Bound<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("godottpd._asyncio")?
+            .call_method1("serve", (slf,))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("godottpd._asyncio")?
+            .call_method1("aenter", (slf,))
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        _exc_info: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        py.import("godottpd._asyncio")?
+            .call_method1("aexit", (slf,))
+    }
+
+    /// Starts the server if needed and runs its coroutine handlers on ``event_loop`` (the
+    /// running one); returns the future that completes when the server stops.
+    fn _attach_loop<'py>(
+        &self,
+        py: Python<'py>,
+        event_loop: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.start_server(false)?;
+        let event_loop_of = lock(&self.running)
+            .as_ref()
+            .map(|running| running.event_loop.clone());
+        let Some(bridge) = event_loop_of else {
+            return Err(PyRuntimeError::new_err("the server stopped while starting"));
+        };
+        if bridge.has_own_thread() {
+            return Err(PyRuntimeError::new_err(
+                "the server was started with start(): its coroutine handlers run on its own \
+                 event loop; call serve() (or async with) instead of start()",
+            ));
+        }
+        bridge.attach(py, event_loop)
+    }
+
+    /// The first step of a graceful stop: refuse new connections; ``False`` if not running.
+    fn _begin_stop(&self) -> bool {
+        self.begin_stop()
+    }
+
+    /// Connections still open (a stop waits for them, up to ``shutdown_grace``).
+    fn _open_connections(&self) -> usize {
+        lock(&self.running)
+            .as_ref()
+            .map_or(0, |running| running.engine.open_connections())
+    }
+
+    /// The last step of a graceful stop, once the connections are done or the grace over.
+    fn _finish_stop(&self, py: Python<'_>) {
+        self.stop_with(py, false);
+    }
+
+    /// ``shutdown_grace`` in seconds.
+    #[getter]
+    fn _shutdown_grace(&self) -> f64 {
+        self.limits.shutdown_grace.as_secs_f64()
+    }
+
+    /// ``(wake-ups, jobs)`` of the event loop so far: requests per wake-up of the loop.
+    fn _event_loop_stats(&self) -> (u64, u64) {
+        lock(&self.running)
+            .as_ref()
+            .map_or((0, 0), |running| running.event_loop.stats())
     }
 
     fn __repr__(&self) -> String {
@@ -788,6 +736,7 @@ impl Drop for HttpServer {
             for _ in 0..threads {
                 let _ = running.engine.app.send(Work::Stop);
             }
+            running.event_loop.sender.send(LoopWork::Stop);
             if let Some((sender, _)) = &running.access_log {
                 let _ = sender.send(AccessEvent::Stop);
             }
@@ -872,8 +821,214 @@ impl HttpServer {
                 None => py.detach(|| std::thread::sleep(SIGNAL_CHECK_INTERVAL)),
             }
             if let Err(interrupt) = py.check_signals() {
-                self.stop(py);
+                self.stop_with(py, true);
                 return Err(interrupt);
+            }
+        }
+    }
+}
+
+impl HttpServer {
+    /// `start()`; `own_loop`: coroutine handlers run on a loop of the server's own (else
+    /// on the loop `serve()` attaches).
+    fn start_server(&self, own_loop: bool) -> PyResult<()> {
+        let mut running = lock(&self.running);
+        if running.is_some() {
+            return Ok(());
+        }
+        let (bind_address, port) = {
+            let settings = lock(&self.settings);
+            (settings.bind_address.clone(), settings.port)
+        };
+        let std_listener = lock(&self.settings)
+            .listen
+            .listen(&bind_address, port)
+            .map_err(|error| {
+                workers::listen_error(
+                    &error,
+                    format!("cannot listen on {bind_address}:{port}: {error}"),
+                )
+            })?;
+        let bound_port = std_listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(port);
+        // One I/O thread (the default): the loop threads drive a current-thread runtime
+        // themselves. More: a multi-thread runtime, and handlers on threads of their own.
+        let handoff = matches!(self.mode, HandlerMode::Threads(_)) && self.io_threads == 1;
+        let runtime = if self.mode == HandlerMode::Inline || handoff {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.io_threads)
+                .thread_name("godottpd-io")
+                .enable_all()
+                .build()
+        }
+        .map_err(|error| PyOSError::new_err(format!("cannot start the I/O threads: {error}")))?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&std_listener);
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener).map_err(|error| {
+                PyOSError::new_err(format!("cannot register the listening socket: {error}"))
+            })?
+        };
+        let (work, jobs) = channel();
+        let debug = Python::attach(debug_enabled);
+        let access_log = if self.access_log || debug {
+            let (sender, records) = channel();
+            let thread = std::thread::Builder::new()
+                .name("godottpd-access-log".into())
+                .spawn(move || log_thread(records))
+                .map_err(|error| {
+                    PyOSError::new_err(format!("cannot start the access-log thread: {error}"))
+                })?;
+            Some((sender, thread))
+        } else {
+            None
+        };
+        let log_sender = access_log
+            .as_ref()
+            .filter(|_| self.access_log)
+            .map(|(sender, _)| sender.clone());
+        let debug_sender = access_log
+            .as_ref()
+            .filter(|_| debug)
+            .map(|(sender, _)| sender.clone());
+        let job_signal = match self.mode {
+            HandlerMode::Inline => Some(Arc::new(tokio::sync::Notify::new())),
+            HandlerMode::Threads(_) if handoff => Some(Arc::new(tokio::sync::Notify::new())),
+            _ => None,
+        };
+        let event_loop = EventLoop::new(runtime.handle().clone()).map_err(|error| {
+            PyOSError::new_err(format!(
+                "cannot make the event loop's wake-up socket: {error}"
+            ))
+        })?;
+        let mut engine = Engine::new(
+            self.limits.clone(),
+            self.config.clone(),
+            PythonApp::new(work, job_signal.clone()).with_event_loop(event_loop.sender.clone()),
+            StopSignal::new(),
+            log_sender,
+        );
+        engine.proxies = self.proxies.clone();
+        engine.debug_log = debug_sender;
+        let engine = Arc::new(engine);
+        runtime.spawn(accept_loop(listener, engine.clone(), self.tls.clone()));
+        let thread_error = |error: std::io::Error| {
+            PyOSError::new_err(format!("cannot start the handler threads: {error}"))
+        };
+        let handlers = match (self.mode, job_signal) {
+            (HandlerMode::Inline, Some(job_signal)) => Handlers::Inline {
+                pool: HandlerPool::start_inline(runtime, jobs, job_signal).map_err(thread_error)?,
+            },
+            (HandlerMode::Threads(count), Some(job_signal)) => {
+                let (pool, handoff) = HandlerPool::start_handoff(count, runtime, jobs, job_signal)
+                    .map_err(thread_error)?;
+                Handlers::Handoff { pool, handoff }
+            }
+            (HandlerMode::Threads(count), None) => Handlers::Threads {
+                pool: HandlerPool::start(count, jobs).map_err(thread_error)?,
+                runtime,
+            },
+            _ => Handlers::Poll {
+                runtime,
+                jobs: Arc::new(Mutex::new(jobs)),
+            },
+        };
+        if own_loop && self.coroutines.load(Ordering::Acquire) {
+            event_loop.start_own_loop().map_err(|error| {
+                PyOSError::new_err(format!("cannot start the event loop thread: {error}"))
+            })?;
+        }
+        lock(&self.settings).port = bound_port;
+        *running = Some(Running {
+            engine,
+            listener_fd,
+            handlers,
+            event_loop,
+            access_log,
+        });
+        Ok(())
+    }
+
+    /// Stops accepting and tells every connection the server is stopping; `true` if it
+    /// was running. The first step of `stop()`.
+    fn begin_stop(&self) -> bool {
+        let running = lock(&self.running);
+        let Some(running) = running.as_ref() else {
+            return false;
+        };
+        if lock(&self.settings).listen.inherited.is_none() {
+            stop_accepting(running.listener_fd);
+        }
+        running.engine.stop.cancel();
+        true
+    }
+
+    /// `stop()`; `drain`: wait for open connections first (else the caller did).
+    fn stop_with(&self, py: Python<'_>, drain: bool) {
+        let Some(running) = lock(&self.running).take() else {
+            return;
+        };
+        let Running {
+            engine,
+            listener_fd,
+            handlers,
+            event_loop,
+            access_log,
+        } = running;
+        // Refuse new connections first: the accept loop, which owns the socket, ends only
+        // on the stop signal, so the descriptor is still its own here.
+        // An inherited socket is left accepting: its connections wait in the backlog for
+        // the next server (systemd socket activation, a supervisor's other workers).
+        if lock(&self.settings).listen.inherited.is_none() {
+            stop_accepting(listener_fd);
+        }
+        engine.stop.cancel();
+        let deadline = Instant::now() + self.limits.shutdown_grace + Duration::from_millis(200);
+        let (runtime, pool, jobs, handoff) = match handlers {
+            Handlers::Handoff { pool, handoff } => (None, Some(pool), None, Some(handoff)),
+            Handlers::Threads { runtime, pool } => (Some(runtime), Some(pool), None, None),
+            Handlers::Inline { pool } => (None, Some(pool), None, None),
+            Handlers::Poll { runtime, jobs } => (Some(runtime), None, Some(jobs), None),
+        };
+        if drain {
+            self.drain(py, &engine, jobs.as_ref());
+        }
+        if let Some(runtime) = runtime {
+            py.detach(move || runtime.shutdown_timeout(Duration::from_millis(200)));
+        }
+        if let Some(pool) = pool {
+            for _ in 0..pool.len() {
+                let _ = engine.app.send(Work::Stop);
+            }
+            if let Some(handoff) = handoff {
+                // The threads let go of the runtime on Stop; the connections still open
+                // (their handler stuck past the grace period) close with it.
+                let wait = !pool.owns_current_thread();
+                py.detach(move || handoff.shutdown(deadline, wait));
+            }
+            // A handler stuck past the grace period is left to finish on its own; a handler
+            // that calls stop() cannot wait for itself.
+            if !pool.owns_current_thread() {
+                py.detach(move || pool.wait_for_exit(deadline));
+            }
+        }
+        // The loop detaches (and the server's own one ends) once it has run what was sent.
+        py.detach(|| event_loop.stop(deadline));
+        if let Some((sender, thread)) = access_log {
+            // Everything recorded before this is logged before the thread ends.
+            let _ = sender.send(AccessEvent::Stop);
+            let _ = py.detach(move || thread.join());
+        }
+        if let Some(jobs) = jobs {
+            // Jobs whose connections are gone: drop them while attached.
+            if let Ok(receiver) = jobs.lock() {
+                while receiver.try_recv().is_ok() {}
             }
         }
     }

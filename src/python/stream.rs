@@ -17,6 +17,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, 
 
 use crate::app::stream::StreamQueue;
 use crate::http::sse::{encode_comment, encode_event, Event};
+use crate::python::event_loop::{self, Woken};
 use crate::python::inline_io;
 use crate::python::type_name::type_name;
 
@@ -62,6 +63,11 @@ impl Writer {
         if !self.queue.over_budget() {
             return Ok(());
         }
+        if event_loop::on_event_loop(py) {
+            // A coroutine never blocks its loop: it queues past the budget and awaits
+            // `drain()` for the client to catch up.
+            return Ok(());
+        }
         if on_inline_loop() {
             let queue = self.queue.clone();
             if let Some(room) = py.detach(|| inline_io::drive(async move { queue.room().await })) {
@@ -83,6 +89,20 @@ impl Writer {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.queue.finish();
+    }
+
+    /// The awaitable of `drain()`: done once no more than the budget waits for the client.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.queue.is_gone() {
+            return Err(gone());
+        }
+        let queue = self.queue.clone();
+        event_loop::drain(py, self.queue.over_budget(), async move {
+            match queue.room().await {
+                Ok(()) => Woken::Ready,
+                Err(_) => Woken::Gone,
+            }
+        })
     }
 }
 
@@ -135,6 +155,13 @@ impl HttpStream {
     /// Ends the body; idempotent. A stream dropped unclosed is closed for you.
     fn close(&self) {
         self.writer.close();
+    }
+
+    /// In a coroutine handler: ``await stream.drain()`` waits until no more than
+    /// ``stream_buffer`` bytes wait for the client (``write()`` on the event loop never
+    /// blocks). Raises ``ConnectionError`` once the client is gone.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.writer.drain(py)
     }
 
     /// Whether the stream is closed, or its client gone.
@@ -251,6 +278,13 @@ impl EventStream {
     /// Ends the stream; idempotent.
     fn close(&self) {
         self.writer.close();
+    }
+
+    /// In a coroutine handler: ``await events.drain()`` waits until no more than
+    /// ``stream_buffer`` bytes wait for the client (``send()`` on the event loop never
+    /// blocks). Raises ``ConnectionError`` once the client is gone.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.writer.drain(py)
     }
 
     /// Whether the stream is closed, or its client gone.
