@@ -364,6 +364,9 @@ def test_slow_reader_of_200_mb_keeps_memory_bounded(serve: Any, make_router: Any
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.sync_only(
+    "on the event loop write() never blocks: a coroutine bounds memory with await drain()"
+)
 def test_slow_reader_of_1_gb_keeps_memory_bounded(serve: Any, make_router: Any) -> None:
     stream_large(serve, make_router, 1024 * MiB, 256 * 1024)
 

@@ -35,11 +35,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PySet;
 
-use crate::app::exchange::Job;
 use crate::python::errors::answer_handler_error;
-use crate::python::handler_threads::PyJob;
+use crate::python::handler_threads::{call_handler, HandlerCall, PyJob};
 use crate::python::logging::log_exception;
-use crate::python::request::HttpRequest;
 use crate::python::response::HttpResponse;
 
 /// How a waiter of `drain()` or `wait_closed()` ended.
@@ -389,37 +387,24 @@ fn gone_error(py: Python<'_>) -> Py<PyAny> {
 
 /// Calls a coroutine handler and runs its coroutine as a task on `event_loop`.
 fn start_job(py: Python<'_>, event_loop: &Bound<'_, PyAny>, tasks: &Py<PySet>, job: PyJob) {
-    let Job {
-        route,
-        method,
-        context,
-        reply,
-    } = job;
-    let Some(handler) = route.handler(method) else {
+    let Some(call) = call_handler(py, job) else {
         return;
     };
-    let request = HttpRequest::new(context.request.clone(), context.connection.clone());
-    let response = match Py::new(py, HttpResponse::new(context, reply)) {
-        Ok(response) => response,
-        Err(error) => return log_exception(py, "could not create a response object", &error),
-    };
-    let describe = |response: &Py<HttpResponse>| {
-        format!(
-            "{} raised while handling {}",
-            method.handler_name(),
-            response.get().describe()
-        )
-    };
-    let task = Py::new(py, request)
-        .and_then(|request| handler.call1(py, (request, response.clone_ref(py))))
-        .and_then(|coroutine| new_task(py, event_loop, coroutine));
-    let task = match task {
+    let task = match call
+        .outcome
+        .as_ref()
+        .map_err(|error| error.clone_ref(py))
+        .and_then(|coroutine| new_task(py, event_loop, coroutine.clone_ref(py)))
+    {
         Ok(task) => task,
         Err(error) => {
-            let message = describe(&response);
-            return answer_handler_error(py, response.get(), &message, &error);
+            let message = call.failure_message();
+            return answer_handler_error(py, call.response.get(), &message, &error);
         }
     };
+    let HandlerCall {
+        method, response, ..
+    } = call;
     let done = HandlerDone {
         response: Mutex::new(Some(response.clone_ref(py))),
         name: method.handler_name(),

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use crossbeam_channel::Sender;
 
 use crate::app::exchange::Job;
+use crate::http::method::KnownMethod;
 use crate::io::engine::Application;
 use crate::python::event_loop::{LoopSender, LoopWork};
 use crate::python::inline_io;
@@ -89,35 +90,64 @@ pub struct Ran {
     pub stop: bool,
 }
 
-/// Runs one job on the calling thread, which is attached.
-pub fn run_job(py: Python<'_>, job: PyJob) {
+/// A handler, called: what it returned (a coroutine, for an `async def` one) or raised,
+/// and the response it was given.
+pub(crate) struct HandlerCall {
+    pub method: KnownMethod,
+    pub response: Py<HttpResponse>,
+    pub outcome: PyResult<Py<PyAny>>,
+}
+
+impl HandlerCall {
+    /// The log line for a handler that raised.
+    pub fn failure_message(&self) -> String {
+        format!(
+            "{} raised while handling {}",
+            self.method.handler_name(),
+            self.response.get().describe()
+        )
+    }
+}
+
+/// Makes a job's request and response objects and calls its handler with them: the one
+/// way a handler is called, sync or coroutine. `None` when there is nothing to call (no
+/// handler for the method, or a response object that could not be made: logged).
+pub(crate) fn call_handler(py: Python<'_>, job: PyJob) -> Option<HandlerCall> {
     let Job {
         route,
         method,
         context,
         reply,
     } = job;
-    let Some(handler) = route.handler(method) else {
-        return;
-    };
+    let handler = route.handler(method)?;
     let request = HttpRequest::new(context.request.clone(), context.connection.clone());
     let response = match Py::new(py, HttpResponse::new(context, reply)) {
         Ok(response) => response,
-        Err(error) => return log_exception(py, "could not create a response object", &error),
+        Err(error) => {
+            log_exception(py, "could not create a response object", &error);
+            return None;
+        }
     };
     let outcome = Py::new(py, request)
         .and_then(|request| handler.call1(py, (request, response.clone_ref(py))));
-    if let Err(error) = outcome {
-        let response = response.get();
-        let message = format!(
-            "{} raised while handling {}",
-            method.handler_name(),
-            response.describe()
-        );
-        crate::python::errors::answer_handler_error(py, response, &message, &error);
+    Some(HandlerCall {
+        method,
+        response,
+        outcome,
+    })
+}
+
+/// Runs one job on the calling thread, which is attached.
+pub fn run_job(py: Python<'_>, job: PyJob) {
+    let Some(call) = call_handler(py, job) else {
+        return;
+    };
+    if let Err(error) = &call.outcome {
+        let message = call.failure_message();
+        crate::python::errors::answer_handler_error(py, call.response.get(), &message, error);
     }
     // Dropping the last reference here sends a 500 for a response left unsent (see Drop).
-    drop(response);
+    drop(call);
 }
 
 /// Runs every job already waiting. Stops early at `Work::Stop`.
