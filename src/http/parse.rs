@@ -552,29 +552,34 @@ fn is_valid_host(value: &[u8]) -> bool {
         }
     };
     let host_ok = host.first() == Some(&b'[')
-        || host.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b'%'
-                )
-        });
+        || host
+            .iter()
+            .all(|&b| is_unreserved_or_sub_delim(b) || b == b'%');
     let port_ok = port.is_empty() || (port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
     !host.is_empty() && host_ok && port_ok
+}
+
+/// RFC 3986 §2.3 and §2.2: `unreserved / sub-delims`, the bytes a host name (with `%`
+/// for pct-encoding) and an IPvFuture (with `:`) are made of.
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 fn is_ipv6_address(text: &[u8]) -> bool {
@@ -593,27 +598,9 @@ fn is_ipv_future(text: &[u8]) -> bool {
     !version.is_empty()
         && version.iter().all(u8::is_ascii_hexdigit)
         && !tail.is_empty()
-        && tail.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                )
-        })
+        && tail
+            .iter()
+            .all(|&b| is_unreserved_or_sub_delim(b) || b == b':')
 }
 
 #[cfg(test)]
