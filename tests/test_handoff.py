@@ -110,6 +110,26 @@ def test_one_connection_keeps_being_answered_while_handlers_block_one_after_anot
         assert blocker.read_response(timeout=5).body == f"late {index}".encode()
 
 
+def test_an_answer_made_just_before_a_long_handler_is_not_held_back_by_it(
+    serve: Any, raw: Any, build: Any
+) -> None:
+    """Answers made on the driver go out with its next round of I/O (`reply_batch`); when
+    the next job of the same round blocks, that round never comes on this thread, and the
+    thread that drives next must send them."""
+    entered, release = threading.Event(), threading.Event()
+    srv = serve({"/block": _blocking_router(entered, release), "/quick": Quick()})
+    client = raw(srv)
+    # Pipelined in one write: both are routed before any answer is awaited, so both jobs
+    # are ready in the same round, the quick one first.
+    client.send(build("GET", "/quick?n=1") + build("GET", "/block"))
+    try:
+        assert client.read_response(timeout=10).body == b"quick 1"
+        assert entered.wait(5)
+    finally:
+        release.set()
+    assert client.read_response(timeout=10).body == b"late"
+
+
 def test_files_and_new_connections_answered_while_every_handler_thread_blocks(
     serve: Any, tmp_path: Path
 ) -> None:

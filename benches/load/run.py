@@ -511,12 +511,18 @@ def tree_pids(pid: int) -> list[int]:
     while stack:
         current = stack.pop()
         try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                stack.extend(int(child) for child in children)
-        except (OSError, ValueError):
-            continue
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue  # the process has gone
         found.append(current)
+        for task in tasks:
+            # A thread may end between the listing and the read (http.server starts one
+            # per connection): skip that thread, never the process.
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            stack.extend(int(child) for child in children if child.isdigit())
     return found
 
 
@@ -779,13 +785,16 @@ def wrk(
     stats = parse_wrk(output)
     server_cpu = cpu_seconds_between(before, after)
     requests = stats["requests"]
+    # A server that answered must have used CPU: no ticks means the process could not be
+    # read (it is reported as unmeasured, never as free).
+    measured = bool(before) and bool(after) and server_cpu > 0
     stats.update(
         {
             "window_s": elapsed,
             "server_cpu_s": server_cpu,
-            "server_cpu_share": server_cpu / elapsed if elapsed else None,
+            "server_cpu_share": server_cpu / elapsed if elapsed and measured else None,
             "wrk_cpu_share": (usage.ru_utime + usage.ru_stime) / elapsed if elapsed else None,
-            "cpu_us_per_req": server_cpu * 1e6 / requests if requests else None,
+            "cpu_us_per_req": server_cpu * 1e6 / requests if requests and measured else None,
             "instructions": instructions,
             "instr_per_req": instructions / requests if instructions and requests else None,
         }
@@ -794,7 +803,8 @@ def wrk(
         output += "\nperf stat:\n" + perf_text.strip() + "\n"
     output += (
         f"\nwindow {elapsed:.3f} s; server CPU {server_cpu:.2f} s over {len(after)} process(es)"
-        f" ({stats['server_cpu_share']:.0%} of a core); wrk CPU {stats['wrk_cpu_share']:.0%}\n"
+        f" ({fmt_share(stats['server_cpu_share'])} of a core); wrk CPU"
+        f" {fmt_share(stats['wrk_cpu_share'])}\n"
     )
     return output, stats
 

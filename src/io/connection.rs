@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::time::{timeout, timeout_at, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
@@ -777,18 +778,24 @@ impl<T: Transport, A: Application> Connection<T, A> {
         {
             let outgoing = match answer {
                 Pending::Ready(outgoing) => outgoing,
-                Pending::Waiting(receiver) => {
-                    // Do not hold finished answers back while a handler is still working.
-                    if self.write_output().await.is_err() {
-                        return Flushed::Closed;
+                Pending::Waiting(mut receiver) => match receiver.try_recv() {
+                    // Answered already (pipelined requests answered in one round): it joins
+                    // the answers before it in the same write.
+                    Ok(outgoing) => outgoing,
+                    Err(TryRecvError::Closed) => return Flushed::Closed,
+                    Err(TryRecvError::Empty) => {
+                        // Do not hold finished answers back while a handler is still working.
+                        if self.write_output().await.is_err() {
+                            return Flushed::Closed;
+                        }
+                        match self.await_reply(receiver).await {
+                            Some(outgoing) => outgoing,
+                            // The client left, or the handler side went away (server
+                            // stopping): nothing to send.
+                            None => return Flushed::Closed,
+                        }
                     }
-                    match self.await_reply(receiver).await {
-                        Some(outgoing) => outgoing,
-                        // The client left, or the handler side went away (server stopping):
-                        // nothing to send.
-                        None => return Flushed::Closed,
-                    }
-                }
+                },
             };
             self.record(request_line, &outgoing);
             if outgoing.file.is_none()

@@ -91,7 +91,18 @@ fn limits() -> Limits {
 /// A connection served over a pipe of `pipe` bytes, with `/echo` (handlers) and, when
 /// given, `/files/` (a file router on `folder`).
 fn start(limits: Limits, pipe: usize, folder: Option<&std::path::Path>) -> Harness {
+    start_on(limits, pipe, folder, |server| server)
+}
+
+/// As [`start`], with the server's end of the pipe wrapped by `transport`.
+fn start_on<T: Transport>(
+    limits: Limits,
+    pipe: usize,
+    folder: Option<&std::path::Path>,
+    transport: impl FnOnce(DuplexStream) -> T,
+) -> Harness {
     let (client, server) = tokio::io::duplex(pipe);
+    let server = transport(server);
     let (jobs_in, jobs) = mpsc::unbounded_channel();
     let config = LiveConfig::new("T");
     let route = Arc::new(EchoRoute {
@@ -241,6 +252,91 @@ async fn pipelined_answers_go_out_in_request_order() {
     assert_eq!(responses[0].body, b"first");
     assert_eq!(responses[1].body, b"Not found");
     assert_eq!(responses[2].body, b"third");
+}
+
+/// The server's end of a pipe, counting the writes that took bytes.
+struct CountingWrites {
+    inner: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingWrites {
+    fn count(&self, written: &std::io::Result<usize>) {
+        if matches!(written, Ok(n) if *n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(written) = &polled {
+            self.count(written);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Transport for CountingWrites {
+    const BUFFERS_WRITES: bool = false;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_answers_ready_together_go_out_in_one_write() {
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = writes.clone();
+    let mut h = start_on(limits(), 64 * 1024, None, move |inner| CountingWrites {
+        inner,
+        writes: counter,
+    });
+    h.send(
+        b"GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /echo?3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let jobs = [h.job().await, h.job().await, h.job().await];
+    // Answered in one go, as a loop thread's round answers them (see `reply_batch`).
+    for (job, body) in jobs.into_iter().zip([&b"one"[..], b"two", b"three"]) {
+        answer(job, Some(body));
+    }
+    let bodies = [
+        h.response().await.body,
+        h.response().await.body,
+        h.response().await.body,
+    ];
+    assert_eq!(bodies, [&b"one"[..], b"two", b"three"]);
+    assert_eq!(writes.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test(start_paused = true)]

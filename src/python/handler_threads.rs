@@ -20,6 +20,7 @@ use crate::io::engine::Application;
 use crate::python::event_loop::{LoopSender, LoopWork};
 use crate::python::inline_io;
 use crate::python::logging::log_exception;
+use crate::python::reply_batch::{self, ReplyBatch};
 use crate::python::request::HttpRequest;
 use crate::python::response::HttpResponse;
 use crate::python::router::PyRoute;
@@ -300,18 +301,24 @@ fn inline_loop(
     job_signal: &tokio::sync::Notify,
 ) {
     let runtime = Arc::new(runtime);
+    let replies = ReplyBatch::new();
+    let mut waiting = inline_io::JobWait::default();
     // Attach once so the thread keeps its interpreter state; every round below only
     // re-takes the interpreter lock.
     Python::attach(|py| loop {
         py.detach(|| {
             runtime.block_on(async {
-                let _ = tokio::time::timeout(INLINE_TICK, job_signal.notified()).await;
+                // The last round's answers, woken from inside the runtime (see `reply_batch`).
+                replies.deliver();
+                waiting.wait(job_signal, INLINE_TICK).await;
             })
         });
         // The handlers run between I/O rounds, in the runtime's context, so that a streaming
         // handler's write can drive the I/O while its client catches up (see `inline_io`).
         let _context = runtime.enter();
-        if inline_io::as_loop(&Arc::downgrade(&runtime), || run_ready(py, jobs).stop) {
+        let round = || reply_batch::holding(&replies, || run_ready(py, jobs).stop);
+        if inline_io::as_loop(&Arc::downgrade(&runtime), round) {
+            replies.deliver();
             break;
         }
     });

@@ -27,7 +27,8 @@ use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
 use crate::python::handler_threads::{run_job, HandlerPool, Work};
-use crate::python::inline_io;
+use crate::python::inline_io::{self, JobWait};
+use crate::python::reply_batch::{self, ReplyBatch};
 
 /// How often the watchdog samples the job in progress: a job still running at the next
 /// sample (so after one to two ticks) is handed off.
@@ -115,6 +116,9 @@ pub struct Handoff {
     watchdog: Condvar,
     /// Told when a standby has taken a vacant role (the watchdog then stops driving).
     claimed: tokio::sync::Notify,
+    /// The answers of the driver's round, sent when the runtime is next driven, by
+    /// whichever thread drives it (see `reply_batch`).
+    replies: Arc<ReplyBatch>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,6 +159,7 @@ impl Handoff {
             standby: Condvar::new(),
             watchdog: Condvar::new(),
             claimed: tokio::sync::Notify::new(),
+            replies: ReplyBatch::new(),
         })
     }
 
@@ -213,12 +218,13 @@ impl Handoff {
     }
 
     /// Drives the runtime (detached) until a job may be ready; `false` once it is gone.
-    fn drive_until_jobs(&self) -> bool {
+    fn drive_until_jobs(&self, waiting: &mut JobWait) -> bool {
         let Some(runtime) = self.weak.upgrade() else {
             return false;
         };
         runtime.block_on(async {
-            let _ = tokio::time::timeout(DRIVER_TICK, self.job_signal.notified()).await;
+            self.replies.deliver();
+            waiting.wait(&self.job_signal, DRIVER_TICK).await;
         });
         true
     }
@@ -261,11 +267,12 @@ impl Handoff {
     fn drive(&self, py: Python<'_>, epoch: u64) -> bool {
         *lock(&self.driver_stat) = own_stat_path();
         let mut count = 0;
+        let mut waiting = JobWait::default();
         // A thread taking over runs what is waiting first: the job signal may have woken
         // the thread it replaced.
         let mut first = true;
         loop {
-            if !first && !py.detach(|| self.drive_until_jobs()) {
+            if !first && !py.detach(|| self.drive_until_jobs(&mut waiting)) {
                 return false;
             }
             first = false;
@@ -277,11 +284,19 @@ impl Handoff {
             // a handler stuck past the grace period must not keep `stop()` from shutting the
             // runtime down.
             let _context = handle.enter();
-            let end = inline_io::as_loop(&self.weak, || self.run_round(py, epoch, &mut count));
+            let end = inline_io::as_loop(&self.weak, || {
+                reply_batch::holding(&self.replies, || self.run_round(py, epoch, &mut count))
+            });
             match end {
+                // The next round of I/O sends this round's answers.
                 RoundEnd::Idle => {}
-                RoundEnd::Replaced => return true,
+                // The new driver may be waiting for jobs already: send them from here.
+                RoundEnd::Replaced => {
+                    self.replies.deliver();
+                    return true;
+                }
                 RoundEnd::Stop => {
+                    self.replies.deliver();
                     self.stop();
                     return false;
                 }
@@ -322,6 +337,9 @@ impl Handoff {
                 self.standby.notify_one();
             }
         }
+        // What the stuck driver answered before its long job goes out now, whoever drives
+        // next (a rare path: the wake-ups are remote).
+        self.replies.deliver();
         loop {
             {
                 let roles = lock(&self.roles);

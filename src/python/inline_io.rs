@@ -9,9 +9,14 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::Weak;
+use std::sync::{OnceLock, Weak};
+use std::task::Poll;
+use std::time::Duration;
 
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use crate::python::reply_batch;
 
 thread_local! {
     /// The runtime this thread drives between handler rounds, while it runs handlers.
@@ -39,7 +44,77 @@ pub fn on_loop() -> bool {
 /// waits its own way. Call it detached.
 pub fn drive<F: Future>(future: F) -> Option<F::Output> {
     let weak = LOOP_RUNTIME.with(|slot| slot.borrow_mut().take())?;
-    let output = weak.upgrade().map(|runtime| runtime.block_on(future));
+    let replies = reply_batch::current();
+    let output = weak.upgrade().map(|runtime| {
+        runtime.block_on(async {
+            // The answers this round made so far go out with this round of I/O.
+            if let Some(replies) = &replies {
+                replies.deliver();
+            }
+            future.await
+        })
+    });
     LOOP_RUNTIME.with(|slot| *slot.borrow_mut() = Some(weak));
     output
+}
+
+/// How long a loop thread keeps polling for the next request before it lets its CPU sleep
+/// (see [`JobWait`]); `GODOTTPD_SPIN_US` microseconds for measurements (0: never).
+fn idle_spin() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("GODOTTPD_SPIN_US")
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .map_or(IDLE_SPIN, Duration::from_micros)
+    })
+}
+
+/// See [`JobWait`]: long enough for a client on the same machine or a nearby one to send
+/// its next request (a round trip on loopback, the client's own work included, is some
+/// 20 to 60 µs here), short beside the time a thread waits when traffic is sparse.
+const IDLE_SPIN: Duration = Duration::from_micros(100);
+
+/// How a loop thread waits for its next jobs while it drives the runtime.
+///
+/// For the first [`IDLE_SPIN`] of a wait the thread does not sleep: each turn of the loop
+/// in [`JobWait::wait`] makes the current-thread scheduler poll the I/O driver without a
+/// timeout (a task that yields is pending work, so it calls `epoll_wait` with a zero
+/// timeout), so a request that comes soon after the last answer is read as it arrives, not
+/// after the CPU wakes from idle, which costs tens of microseconds, more on a virtual
+/// machine. This is the bounded busy polling of Linux's `SO_BUSY_POLL` and of Go's spinning
+/// scheduler threads, and it is adaptive: the thread spins only when its previous wait
+/// ended within the spin (requests are coming that close together), so sparse traffic
+/// never pays for it and an idle server sleeps.
+#[derive(Default)]
+pub struct JobWait {
+    /// How long the previous wait lasted.
+    last: Duration,
+}
+
+impl JobWait {
+    /// Drives the runtime until a job may be ready (`job_signal`), or `tick` passes.
+    pub async fn wait(&mut self, job_signal: &Notify, tick: Duration) {
+        let started = std::time::Instant::now();
+        let spin = idle_spin();
+        let notified = job_signal.notified();
+        tokio::pin!(notified);
+        let mut ready = false;
+        if !spin.is_zero() && self.last < spin {
+            let until = started + spin;
+            loop {
+                ready =
+                    std::future::poll_fn(|cx| Poll::Ready(notified.as_mut().poll(cx).is_ready()))
+                        .await;
+                if ready || std::time::Instant::now() >= until {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        if !ready {
+            let _ = tokio::time::timeout(tick, notified).await;
+        }
+        self.last = started.elapsed();
+    }
 }

@@ -4,7 +4,8 @@
 //! `file_router` (`HttpFileRouter`), `request` and `response` (the per-request objects),
 //! `form` (`request.form()`: a multipart body parsed as it arrives), `stream` (`HttpStream`,
 //! `EventStream`: bodies written piece by piece) and `event_hub` (`EventHub`: fan-out),
-//! `handler_threads` (where handlers run: the handler mode), `handoff` (the default mode:
+//! `handler_threads` (where handlers run: the handler mode), `reply_batch` (a loop thread's
+//! answers sent together from inside the runtime), `handoff` (the default mode:
 //! handlers on the I/O thread, the I/O handed to another thread when one runs long),
 //! `event_loop` (coroutine handlers on an asyncio loop), `json`, `logging`, `access_log`,
 //! `errors` (the declared exceptions), `tls` (`self_signed_certificate()` and TLS errors)
@@ -26,6 +27,7 @@ pub(crate) mod handoff;
 pub(crate) mod inline_io;
 pub(crate) mod json;
 pub(crate) mod logging;
+pub(crate) mod reply_batch;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod router;

@@ -24,6 +24,7 @@ use crate::http::encode::{BodyFraming, HeadEncoder, Persistence, ServerHeaders};
 use crate::http::status::{forbids_body, MAX_STATUS};
 use crate::http::token::{check_handler_header, is_field_value, list_contains, HeaderRejection};
 use crate::python::logging::log_warning;
+use crate::python::reply_batch;
 use crate::python::request::Client;
 use crate::python::stream::{EventStream, HttpStream};
 use crate::python::type_name::type_name;
@@ -123,8 +124,10 @@ impl HttpResponse {
                 Body::Shared(body) => shared_body = body,
             }
         }
-        // The connection may have gone away meanwhile; then there is nobody to tell.
-        let _ = reply.send(Outgoing::new(status, bytes, shared_body, persistence));
+        reply_batch::reply(
+            reply,
+            Outgoing::new(status, bytes, shared_body, persistence),
+        );
         Ok(())
     }
 
@@ -333,7 +336,7 @@ impl HttpResponse {
         // stat, open and the head: microseconds, as on the file router's I/O thread; the
         // body goes out later with sendfile(2), on the connection.
         let outgoing = py.detach(|| respond_one(path, &one));
-        let _ = reply.send(outgoing);
+        reply_batch::reply(reply, outgoing);
         Ok(())
     }
 
