@@ -100,7 +100,7 @@ impl JobWait {
         let notified = job_signal.notified();
         tokio::pin!(notified);
         let mut ready = false;
-        if !spin.is_zero() && self.last < spin {
+        if self.will_spin() {
             let until = started + spin;
             loop {
                 ready =
@@ -116,5 +116,59 @@ impl JobWait {
             let _ = tokio::time::timeout(tick, notified).await;
         }
         self.last = started.elapsed();
+    }
+
+    /// Whether the next wait starts by spinning: its previous one ended within the spin.
+    fn will_spin(&self) -> bool {
+        let spin = idle_spin();
+        !spin.is_zero() && self.last < spin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    #[test]
+    fn a_job_signalled_during_the_spin_ends_the_wait() {
+        let runtime = runtime();
+        let signal = std::sync::Arc::new(Notify::new());
+        let mut waiting = JobWait::default();
+        assert!(waiting.will_spin());
+        let notifier = signal.clone();
+        runtime.block_on(async {
+            // A connection task that submits a job a few scheduler turns later.
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                notifier.notify_one();
+            });
+            waiting.wait(&signal, Duration::from_secs(30)).await;
+        });
+        // Ended by the job, not by its 30 s tick.
+        assert!(waiting.last < Duration::from_secs(10), "took {:?}", waiting.last);
+    }
+
+    #[test]
+    fn after_a_wait_longer_than_the_spin_the_next_one_parks_at_once() {
+        let runtime = runtime();
+        let signal = Notify::new();
+        let mut waiting = JobWait::default();
+        // Nothing comes: the wait ends at its tick, far past the spin.
+        runtime.block_on(waiting.wait(&signal, Duration::from_millis(5)));
+        assert!(waiting.last >= Duration::from_millis(5));
+        assert!(!waiting.will_spin());
+        // Without the spin, a job signalled still ends the wait at once.
+        signal.notify_one();
+        runtime.block_on(waiting.wait(&signal, Duration::from_secs(30)));
+        assert!(waiting.last < Duration::from_secs(10), "took {:?}", waiting.last);
     }
 }
