@@ -339,7 +339,9 @@ def static_file(folder: Path) -> bytes:
     return data
 
 
-NGINX_CONF = """
+# One nginx process, no master, its files in {tmp}: the start of run.py's and tls.py's
+# configurations (the http block follows).
+NGINX_HEAD = """
 worker_processes 1;
 master_process off;
 daemon off;
@@ -354,7 +356,11 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    sendfile on;
+"""
+
+NGINX_CONF = (
+    NGINX_HEAD
+    + """    sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
     server_tokens off;
@@ -377,6 +383,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @dataclass

@@ -79,22 +79,9 @@ async def app(scope, proto):
         proto.response_bytes(404, [], b"")
 """
 
-NGINX_CONF = """
-worker_processes 1;
-master_process off;
-daemon off;
-worker_rlimit_nofile 8192;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 1000000;
+NGINX_CONF = (
+    harness.NGINX_HEAD
+    + """    keepalive_requests 1000000;
     keepalive_timeout 120s;
     client_header_timeout 120s;
     server_tokens off;
@@ -114,6 +101,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def log(message: str) -> None:
