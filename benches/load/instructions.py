@@ -55,7 +55,7 @@ ECHO_BODY = b"e" * harness.ECHO_SIZE
 REQUESTS = {
     "plaintext": b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n",
     "json": b"GET /json HTTP/1.1\r\nHost: bench\r\n\r\n",
-    "echo": b"POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
+    "echo": b"POST /echo HTTP/1.1\r\nHost: bench\r\n"
     + f"Content-Length: {len(ECHO_BODY)}\r\n\r\n".encode()
     + ECHO_BODY,
     "static": b"GET /static/file.bin HTTP/1.1\r\nHost: bench\r\n\r\n",
@@ -230,7 +230,7 @@ def main() -> None:
     first = columns[0][0]
     names = [column for column, _, _ in columns]
     print()
-    print("| shape | " + " | ".join(names + [f"{n} / {first}" for n in names[1:]]) + " |")
+    print("| shape | " + " | ".join(names + [f"{n} vs {first}" for n in names[1:]]) + " |")
     print("|---|" + "---:|" * (2 * len(names) - 1))
     for shape in shapes:
         values = [results[(shape, name)] for name in names]
