@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import socket
 import statistics
 import sys
@@ -104,9 +105,9 @@ def start(name: str, folder: Path, port: int, count: int) -> harness.Server:
             "warning",
             "asgi_stream:app",
         ]
-    server = harness.Server(
-        name, [], command, {"PYTHONPATH": str(folder)}, port, pin=False, cwd=folder
-    )
+    # The apps' folder first, then the caller's PYTHONPATH (where godottpd may be).
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    server = harness.Server(name, [], command, {"PYTHONPATH": path}, port, pin=False, cwd=folder)
     harness.start(server, folder)
     if server.failure:
         harness.stop(server)
