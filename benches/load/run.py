@@ -41,6 +41,11 @@ PREFIX is ``load`` (``quick`` with ``--quick``).
 
 ``--baseline DIR`` also times ``godottpd-baseline``: the godottpd package found in DIR (a
 copy of ``python/`` holding another build of the extension), side by side with this one.
+
+The other scripts of benches/load import their shared helpers from here (``import run as
+harness``): free_port, build_server, start/stop, pinned (taskset), the process tree's CPU
+ticks and RSS, RssSampler, wrk_command and parse_wrk, a raw keep-alive client (connect,
+send_requests) and parse_variants.
 """
 
 from __future__ import annotations
