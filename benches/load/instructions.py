@@ -99,6 +99,9 @@ def measure(
         GODOTTPD_HANDLER_THREADS=threads,
         GODOTTPD_HANDOFF_TICK_US=str(args.handoff_tick_us),
         GODOTTPD_SPIN_US=str(args.spin_us),
+        # callgrind_control takes seconds on a busy machine: the connection waits that long
+        # between the warm-up and the counted requests.
+        GODOTTPD_KEEPALIVE_TIMEOUT="600",
         PYTHONHASHSEED="0",
     )
     server.env.update(extra)
