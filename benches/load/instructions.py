@@ -80,6 +80,7 @@ def totals(path: Path) -> int:
 
 
 def measure(
+    column: str,
     build: Path,
     variant: tuple[str, str, dict[str, str]],
     request: bytes,
@@ -88,7 +89,7 @@ def measure(
     tmp: Path,
 ) -> float:
     """Instructions per request of one server run: callgrind on for exactly COUNT requests."""
-    name, threads, extra = variant
+    _name, threads, extra = variant
     static = tmp / "static"
     server = harness.build_server("godottpd", static, tmp)
     out = tmp / f"callgrind.{server.port}.out"
@@ -118,7 +119,7 @@ def measure(
     harness.start(server, tmp, timeout=180)
     try:
         if server.failure:
-            raise SystemExit(f"{name}: the server under valgrind: {server.failure}")
+            raise SystemExit(f"{column}: the server under valgrind: {server.failure}")
         assert server.process is not None
         pid = str(server.process.pid)
         with harness.connect(server.port) as sock:
@@ -227,7 +228,8 @@ def main() -> None:
         for shape in shapes:
             route, depth = SHAPES[shape]
             for column, build, variant in columns:
-                value = measure(build, variant, REQUESTS[route], depth or args.depth, args, tmp)
+                request = REQUESTS[route]
+                value = measure(column, build, variant, request, depth or args.depth, args, tmp)
                 results[(shape, column)] = value
                 print(f"# {shape} {column}: {value:,.0f} instructions/req", flush=True)
     first = columns[0][0]
