@@ -17,29 +17,16 @@ build, a copy of ``python/`` holding it). Build first, as run.py says.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-PIPELINE_LUA = """init = function(args)
-  local r = {}
-  for i = 1, 16 do
-    r[i] = wrk.format()
-  end
-  req = table.concat(r)
-end
-request = function()
-  return req
-end
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as harness  # benches/load/run.py
+
 SHAPES = {
     # name: (path, connections, lua script or None)
     "plaintext": ("/plaintext", 64, None),
@@ -47,30 +34,6 @@ SHAPES = {
     "c1": ("/plaintext", 1, None),
     "pipelined": ("/plaintext", 64, "pipeline"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {port} never listened")
-
-
-def parse_requests(text: str) -> int:
-    match = re.search(r"(\d+) requests in", text)
-    if not match:
-        raise RuntimeError(f"no request count in wrk output:\n{text}")
-    return int(match.group(1))
 
 
 def parse_task_clock(text: str) -> float:
@@ -81,61 +44,36 @@ def parse_task_clock(text: str) -> float:
     raise RuntimeError(f"no task-clock in perf output:\n{text}")
 
 
-def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Path) -> dict:
+def measure(
+    variant: tuple[str, str, dict], shape: str, duration: float, scripts: dict, tmp: Path
+) -> dict:
     _name, threads, extra = variant
     path, connections, script = SHAPES[shape]
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=str(REPO / "python"),
-        GODOTTPD_HANDLER_THREADS=threads,
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(extra)
-    with tempfile.TemporaryDirectory() as static:
-        server = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                str(HERE / "servers" / "godottpd_app.py"),
-                str(port),
-                static,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    server = harness.build_server("godottpd", tmp / "static", tmp)
+    server.env["GODOTTPD_HANDLER_THREADS"] = threads
+    server.env.update(extra)
+    harness.start(server, tmp, timeout=10)
+    try:
+        if server.failure:
+            raise RuntimeError(f"server on {server.port}: {server.failure}")
+        assert server.process is not None
+        url = f"http://127.0.0.1:{server.port}{path}"
+        lua = scripts[script] if script else None
+        # Warm-up, then the measured window with perf attached for exactly wrk's run.
+        warmup = harness.wrk_command(url, connections, 1, lua)
+        subprocess.run(warmup, capture_output=True, check=True)
+        window = harness.wrk_command(url, connections, duration, lua)
+        perf = subprocess.run(
+            ["perf", "stat", "-e", "task-clock", "-p", str(server.process.pid), "--", *window],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        try:
-            wait_listening(port)
-            url = f"http://127.0.0.1:{port}{path}"
-            wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", "--latency"]
-            if script:
-                wrk += ["-s", str(lua)]
-            # Warm-up, then the measured window with perf attached for exactly wrk's run.
-            subprocess.run([*wrk, "-d1", url], capture_output=True, check=True)
-            perf = subprocess.run(
-                [
-                    "perf",
-                    "stat",
-                    "-e",
-                    "task-clock",
-                    "-p",
-                    str(server.pid),
-                    "--",
-                    *wrk,
-                    f"-d{duration:g}s",
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        finally:
-            server.terminate()
-            server.wait(10)
-    requests = parse_requests(perf.stdout)
+    finally:
+        harness.stop(server)
+    requests = harness.parse_wrk(perf.stdout)["requests"]
+    if not requests:
+        raise RuntimeError(f"no request count in wrk output:\n{perf.stdout}")
     cpu_ms = parse_task_clock(perf.stderr)
     p50 = re.search(r"(?m)^\s+50%\s+(\S+)", perf.stdout)
     p99 = re.search(r"(?m)^\s+99%\s+(\S+)", perf.stdout)
@@ -148,16 +86,6 @@ def measure(variant: tuple[str, str, dict], shape: str, duration: float, lua: Pa
     }
 
 
-def parse_variants(text: str) -> list[tuple[str, str, dict]]:
-    variants = []
-    for item in text.split(","):
-        name, _, rest = item.partition("=")
-        threads, *extras = rest.split(":")
-        env = dict(extra.split("=", 1) for extra in extras)
-        variants.append((name, threads, env))
-    return variants
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="default=8,inline=0")
@@ -165,16 +93,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0)
     args = parser.parse_args()
-    variants = parse_variants(args.variants)
+    variants = harness.parse_variants(args.variants)
     shapes = args.shapes.split(",")
-    with tempfile.TemporaryDirectory() as tmp:
-        lua = Path(tmp) / "pipeline.lua"
-        lua.write_text(PIPELINE_LUA)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        (tmp / "static").mkdir()
+        scripts = harness.write_scripts(tmp)
         results: dict[tuple[str, str], list[dict]] = {}
         for shape in shapes:
             for run in range(args.runs):
                 for variant in variants:
-                    result = measure(variant, shape, args.duration, lua)
+                    result = measure(variant, shape, args.duration, scripts, tmp)
                     results.setdefault((shape, variant[0]), []).append(result)
                     print(
                         f"# {shape} run {run + 1} {variant[0]}: {result['rps']:.0f} req/s, "

@@ -41,6 +41,11 @@ PREFIX is ``load`` (``quick`` with ``--quick``).
 
 ``--baseline DIR`` also times ``godottpd-baseline``: the godottpd package found in DIR (a
 copy of ``python/`` holding another build of the extension), side by side with this one.
+
+The other scripts of benches/load import their shared helpers from here (``import run as
+harness``): free_port, build_server, start/stop, pinned (taskset), the process tree's CPU
+ticks and RSS, RssSampler, wrk_command and parse_wrk, a raw keep-alive client (connect,
+send_requests) and parse_variants.
 """
 
 from __future__ import annotations
@@ -322,10 +327,26 @@ def perf_probe() -> str | None:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
-NGINX_CONF = """
+def pinned(command: list[str], cores: str | None) -> list[str]:
+    """COMMAND run by ``taskset -c CORES`` (which execs it: the process id stays the
+    command's), or as it is when CORES is None."""
+    return ["taskset", "-c", cores, *command] if cores else list(command)
+
+
+def static_file(folder: Path) -> bytes:
+    """Writes the static route's file, FOLDER/file.bin (STATIC_SIZE bytes); returns it."""
+    data = bytes((i * 31 + 7) % 251 for i in range(STATIC_SIZE))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "file.bin").write_bytes(data)
+    return data
+
+
+# One nginx process, no master, its files in {tmp}: the start of run.py's and tls.py's
+# configurations (the http block follows).
+NGINX_HEAD = """
 worker_processes 1;
 master_process off;
 daemon off;
@@ -340,7 +361,11 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    sendfile on;
+"""
+
+NGINX_CONF = (
+    NGINX_HEAD
+    + """    sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
     server_tokens off;
@@ -363,6 +388,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @dataclass
@@ -377,6 +403,8 @@ class Server:
     note: str = ""
     failure: str = ""
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    pin: bool = True  # run on SERVER_CORE (taskset)
+    cwd: Path | None = None  # None: SERVERS_DIR
 
 
 def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None = None) -> Server:
@@ -460,38 +488,49 @@ def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None =
     return server
 
 
-def start(server: Server, tmp: Path) -> None:
+def start(server: Server, tmp: Path, timeout: float = 20.0) -> None:
+    """Starts the server in a session of its own (its output to TMP/NAME.log) and waits
+    until it accepts a connection; sets server.failure when it exits or does not."""
     server.log_path = tmp / f"{server.name}.log"
-    output = server.log_path.open("wb")
-    env = dict(os.environ, **server.env)
-    server.process = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, *server.command],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=str(SERVERS_DIR),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    with server.log_path.open("wb") as output:
+        server.process = subprocess.Popen(
+            pinned(server.command, SERVER_CORE if server.pin else None),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, **server.env),
+            cwd=str(server.cwd or SERVERS_DIR),
+            start_new_session=True,
+        )
+    if not wait_for_port(server.port, timeout, server.process):
         if server.process.poll() is not None:
             server.failure = f"exited with {server.process.returncode}: {tail(server.log_path)}"
-            return
+        else:
+            server.failure = f"did not listen within {timeout:g} s: {tail(server.log_path)}"
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> bool:
+    """Whether 127.0.0.1:PORT accepts a connection within TIMEOUT seconds (False at once
+    when PROCESS, the server, exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
         try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
         except OSError:
             time.sleep(0.1)
-    server.failure = f"did not listen within 20 s: {tail(server.log_path)}"
+    return False
 
 
-def stop(server: Server) -> None:
+def stop(server: Server, timeout: float = 10.0) -> None:
+    """SIGTERM to the server's session, SIGKILL after TIMEOUT seconds."""
     process = server.process
     if process is None or process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -526,15 +565,16 @@ def tree_pids(pid: int) -> list[int]:
     return found
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Sum of VmRSS over a process and its descendants."""
+def tree_rss_kib(pid: int, key: str = "VmRSS") -> int:
+    """Sum of VmRSS (or another /proc/PID/status figure in KiB: VmHWM, the peak) over a
+    process and its descendants."""
     total = 0
     for current in tree_pids(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
             continue
-        match = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
+        match = re.search(rf"^{key}:\s+(\d+)", status, re.M)
         total += int(match.group(1)) if match else 0
     return total
 
@@ -648,6 +688,78 @@ def check_pipelined(port: int) -> str:
     return ""
 
 
+# ---------------------------------------------------------------- a raw keep-alive client
+
+
+def connect(port: int, timeout: float = 20.0) -> socket.socket:
+    """A client connection to 127.0.0.1:PORT (TCP_NODELAY, 60 s per read), retried for up to
+    TIMEOUT seconds while the server starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), 5)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(60)
+        return sock
+
+
+def send_requests(sock: socket.socket, request: bytes, count: int, depth: int = 1) -> None:
+    """COUNT requests on one keep-alive connection, DEPTH per write (pipelined when above
+    1); every answer of a write is read whole (its Content-Length) before the next write,
+    and each must be a 200."""
+    buffer = bytearray()
+    done = 0
+    while done < count:
+        batch = min(depth, count - done)
+        sock.sendall(request * batch)
+        for _ in range(batch):
+            read_answer(sock, buffer)
+        done += batch
+
+
+def read_answer(sock: socket.socket, buffer: bytearray) -> bytes:
+    """Reads one answer from SOCK after what BUFFER holds; returns its head and leaves in
+    BUFFER what follows it."""
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        receive(sock, buffer)
+    head = bytes(buffer[:end])
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(f"answer {head[:80]!r}")
+    match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    size = end + 4 + (int(match.group(1)) if match else 0)
+    while len(buffer) < size:
+        receive(sock, buffer)
+    del buffer[:size]
+    return head
+
+
+def receive(sock: socket.socket, buffer: bytearray) -> None:
+    chunk = sock.recv(1 << 20)
+    if not chunk:
+        raise ConnectionError("the server closed the connection")
+    buffer += chunk
+
+
+# ---------------------------------------------------------------- godottpd variants
+
+
+def parse_variants(text: str) -> list[tuple[str, str, dict[str, str]]]:
+    """``NAME=HANDLER_THREADS[:VAR=VALUE...],...``: the godottpd app's handler threads
+    (GODOTTPD_HANDLER_THREADS; 0 is the inline mode) and extra environment, per variant."""
+    variants = []
+    for item in text.split(","):
+        name, _, rest = item.partition("=")
+        threads, *extras = rest.split(":")
+        env = dict(extra.split("=", 1) for extra in extras)
+        variants.append((name, threads, env))
+    return variants
+
+
 # ---------------------------------------------------------------- wrk and the figures
 
 ECHO_LUA = """wrk.method = "POST"
@@ -691,27 +803,41 @@ def write_scripts(tmp: Path) -> dict[str, Path]:
     return paths
 
 
+def wrk_command(
+    url: str,
+    connections: int,
+    seconds: float,
+    script: Path | None = None,
+    options: tuple[str, ...] = ("--latency",),
+) -> list[str]:
+    """``wrk -t1`` pinned to CLIENT_CORE for SECONDS against URL, with a Lua SCRIPT."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", *options]
+    if script:
+        command += ["-s", str(script)]
+    return pinned([*command, url], CLIENT_CORE)
+
+
 class Perf:
     """``perf stat -e instructions`` attached to the server's processes for one window."""
 
     def __init__(self, pids: list[int], output: Path):
         self.output = output
         self.process = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
+            pinned(
+                [
+                    "perf",
+                    "stat",
+                    "-x",
+                    ",",
+                    "-e",
+                    PERF_EVENT,
+                    "-o",
+                    str(output),
+                    "-p",
+                    ",".join(str(pid) for pid in pids),
+                ],
                 CLIENT_CORE,
-                "perf",
-                "stat",
-                "-x",
-                ",",
-                "-e",
-                PERF_EVENT,
-                "-o",
-                str(output),
-                "-p",
-                ",".join(str(pid) for pid in pids),
-            ],
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -746,21 +872,13 @@ def wrk(
 ) -> tuple[str, dict]:
     """One wrk run, and the server's CPU (and instructions) over exactly its window."""
     assert server.process is not None
-    command = [
-        "taskset",
-        "-c",
-        CLIENT_CORE,
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "--timeout",
-        "5s",
-    ]
-    if shape.script:
-        command += ["-s", str(scripts[shape.script])]
-    command.append(f"http://127.0.0.1:{server.port}{ROUTE_PATHS[shape.route]}")
+    command = wrk_command(
+        f"http://127.0.0.1:{server.port}{ROUTE_PATHS[shape.route]}",
+        connections,
+        seconds,
+        scripts[shape.script] if shape.script else None,
+        ("--latency", "--timeout", "5s"),
+    )
     out_path = tmp / "wrk.out"
     pids = tree_pids(server.process.pid)
     counter = Perf(pids, tmp / "perf.out") if perf else None
@@ -1390,9 +1508,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="godottpd-bench-"))
     static_dir = tmp / "static"
-    static_dir.mkdir()
-    static_data = bytes((i * 31 + 7) % 251 for i in range(STATIC_SIZE))
-    (static_dir / "file.bin").write_bytes(static_data)
+    static_data = static_file(static_dir)
     echo_body = b"x" * ECHO_SIZE
     scripts = write_scripts(tmp)
     routes = {shape.route for shape in shapes}

@@ -20,11 +20,13 @@ import importlib.util
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as harness  # benches/load/run.py
 
 HOST = "127.0.0.1"
 PIECE = 64 * 1024
@@ -67,15 +69,8 @@ async def app(scope, receive, send):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def start(name: str, folder: Path, port: int, count: int) -> subprocess.Popen[bytes]:
+def start(name: str, folder: Path, port: int, count: int) -> harness.Server:
     values = {"piece": PIECE, "count": count, "port": port, "host": HOST}
-    env = dict(os.environ, PYTHONPATH=str(folder))
     if name == "godottpd":
         script = folder / "godottpd_stream.py"
         script.write_text(GODOTTPD_APP.format(**values))
@@ -110,18 +105,14 @@ def start(name: str, folder: Path, port: int, count: int) -> subprocess.Popen[by
             "warning",
             "asgi_stream:app",
         ]
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"{name} did not start")
+    # The apps' folder first, then the caller's PYTHONPATH (where godottpd may be).
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    server = harness.Server(name, [], command, {"PYTHONPATH": path}, port, pin=False, cwd=folder)
+    harness.start(server, folder)
+    if server.failure:
+        harness.stop(server)
+        raise RuntimeError(f"{name} did not start: {server.failure}")
+    return server
 
 
 def download(port: int) -> tuple[int, float]:
@@ -135,23 +126,6 @@ def download(port: int) -> tuple[int, float]:
     elapsed = time.perf_counter() - started
     sock.close()
     return received, elapsed
-
-
-def peak_rss(pid: int) -> int:
-    total = 0
-    pids = [pid]
-    # granian serves from a child process: count the tree.
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(child) for child in children.read_text().split()]
-    for each in pids:
-        try:
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
 
 
 def main() -> None:
@@ -168,19 +142,20 @@ def main() -> None:
             if name != "godottpd" and importlib.util.find_spec(name) is None:
                 print(f"| {name} | not installed | |")
                 continue
-            port = free_port()
-            process = start(name, Path(folder), port, count)
+            port = harness.free_port()
+            server = start(name, Path(folder), port, count)
+            assert server.process is not None
             try:
                 rates = []
                 for _ in range(arguments.runs):
                     received, elapsed = download(port)
                     assert received >= arguments.size * 1024 * 1024, (name, received)
                     rates.append(received / elapsed / (1024 * 1024))
-                rss = peak_rss(process.pid) / (1024 * 1024)
+                # granian serves from a child process: the tree's peak (VmHWM) counts.
+                rss = harness.tree_rss_kib(server.process.pid, "VmHWM") / 1024
                 print(f"| {name} | {statistics.median(rates):.0f} | {rss:.0f} |")
             finally:
-                process.terminate()
-                process.wait(10)
+                harness.stop(server)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -40,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "benches" / "results"
-SERVER_CORE, CLIENT_CORE = "0", "1"
-STATIC_SIZE = 100 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as harness  # benches/load/run.py
+
+RESULTS = harness.RESULTS
+SERVER_CORE, CLIENT_CORE = harness.SERVER_CORE, harness.CLIENT_CORE
 IDLE_CONNECTIONS = 1000
 
 GODOTTPD_APP = """
@@ -81,22 +79,9 @@ async def app(scope, proto):
         proto.response_bytes(404, [], b"")
 """
 
-NGINX_CONF = """
-worker_processes 1;
-master_process off;
-daemon off;
-worker_rlimit_nofile 8192;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 1000000;
+NGINX_CONF = (
+    harness.NGINX_HEAD
+    + """    keepalive_requests 1000000;
     keepalive_timeout 120s;
     client_header_timeout 120s;
     server_tokens off;
@@ -116,47 +101,36 @@ http {{
     }}
 }}
 """
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    port: int
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    failure: str = ""
+)
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def tls_server(name: str, command: list[str], port: int, env: dict | None = None) -> harness.Server:
+    return harness.Server(name, [], command, env or {}, port)
 
 
-def make_servers(tmp: Path, cert: str, key: str, static: Path) -> list[Server]:
+def make_servers(tmp: Path, cert: str, key: str, static: Path) -> list[harness.Server]:
     servers = []
     app = tmp / "godottpd_tls_app.py"
     app.write_text(GODOTTPD_APP)
-    port = free_port()
+    port = harness.free_port()
     servers.append(
-        Server("godottpd", [sys.executable, str(app), str(port), str(static), cert, key], port)
+        tls_server("godottpd", [sys.executable, str(app), str(port), str(static), cert, key], port)
     )
     if shutil.which("nginx"):
-        port = free_port()
+        port = harness.free_port()
         folder = tmp / "nginx"
         folder.mkdir()
         conf = folder / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=folder, port=port, cert=cert, key=key, static=static))
-        servers.append(Server("nginx", ["nginx", "-p", str(folder), "-c", str(conf)], port))
+        servers.append(tls_server("nginx", ["nginx", "-p", str(folder), "-c", str(conf)], port))
     else:
         log("nginx not found: not timed")
     if importlib.util.find_spec("granian") is not None:
-        port = free_port()
+        port = harness.free_port()
         (tmp / "granian_tls_app.py").write_text(GRANIAN_APP)
         command = [
             sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
@@ -165,21 +139,18 @@ def make_servers(tmp: Path, cert: str, key: str, static: Path) -> list[Server]:
             "--ssl-certificate", cert, "--ssl-keyfile", key, "--ssl-protocol-min", "tls1.2",
             "granian_tls_app:app",
         ]  # fmt: skip
-        servers.append(Server("granian", command, port, {"BENCH_STATIC_DIR": str(static)}))
+        servers.append(tls_server("granian", command, port, {"BENCH_STATIC_DIR": str(static)}))
     else:
         log("granian not importable: not timed (pip install granian)")
     return servers
 
 
-def start(server: Server, tmp: Path) -> None:
-    output = (tmp / f"{server.name}.log").open("wb")
-    server.process = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, *server.command],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **server.env},
-        start_new_session=True,
-    )
+def start(server: harness.Server, tmp: Path) -> None:
+    """run.py's start (pinned to SERVER_CORE), then until an HTTPS answer comes back."""
+    harness.start(server, tmp, timeout=30)
+    if server.failure:
+        return
+    assert server.process is not None
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -199,55 +170,27 @@ def start(server: Server, tmp: Path) -> None:
     server.failure = "did not answer over HTTPS within 30 s"
 
 
-def stop(server: Server) -> None:
-    if server.process is None or server.process.poll() is not None:
-        return
-    os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait()
-
-
-def tree_rss_kib(pid: int) -> int:
-    pids = [pid]
-    try:
-        children = subprocess.run(
-            ["pgrep", "-g", str(os.getpgid(pid))], capture_output=True, text=True, check=False
-        ).stdout.split()
-        pids = sorted({pid, *map(int, children)})
-    except (OSError, ProcessLookupError):
-        pass
-    total = 0
-    for one in pids:
-        try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 def wrk(port: int, path: str, duration: float) -> float:
+    command = harness.wrk_command(
+        f"https://127.0.0.1:{port}{path}", 64, max(1, round(duration)), options=()
+    )
     result = subprocess.run(
-        ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", "-c64", f"-d{max(1, round(duration))}s",
-         f"https://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, timeout=duration + 60, check=False,
-    )  # fmt: skip
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+        command, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", result.stdout)
     if errors:
         log(f"  wrk on :{port}{path}: {errors.group(0)}")
-    return float(match.group(1)) if match else 0.0
+    return harness.parse_wrk(result.stdout)["rps"]
 
 
 def s_time(port: int, reuse: bool, duration: float) -> float:
     result = subprocess.run(
-        ["taskset", "-c", CLIENT_CORE, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
-         "-reuse" if reuse else "-new", "-time", str(int(max(1, duration))),
-         "-www", "/plaintext"],
+        harness.pinned(
+            ["openssl", "s_time", "-connect", f"127.0.0.1:{port}",
+             "-reuse" if reuse else "-new", "-time", str(int(max(1, duration))),
+             "-www", "/plaintext"],
+            CLIENT_CORE,
+        ),
         capture_output=True, text=True, timeout=duration + 60, check=False,
     )  # fmt: skip
     match = re.search(r"(\d+) connections in ([\d.]+)s?\s*(?:real )?seconds", result.stdout)
@@ -259,10 +202,10 @@ def s_time(port: int, reuse: bool, duration: float) -> float:
     return int(match.group(1)) / float(match.group(2))
 
 
-def idle_rss(server: Server) -> tuple[int, int]:
+def idle_rss(server: harness.Server) -> tuple[int, int]:
     """(RSS at rest, RSS with IDLE_CONNECTIONS idle TLS connections), in KiB."""
     assert server.process is not None
-    rest = tree_rss_kib(server.process.pid)
+    rest = harness.tree_rss_kib(server.process.pid)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -272,7 +215,7 @@ def idle_rss(server: Server) -> tuple[int, int]:
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             held.append(context.wrap_socket(sock))
         time.sleep(0.5)
-        loaded = tree_rss_kib(server.process.pid)
+        loaded = harness.tree_rss_kib(server.process.pid)
     finally:
         for tls in held:
             tls.close()
@@ -287,16 +230,12 @@ def main() -> int:
     for tool in ("wrk", "openssl", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed")
-    import resource
-
     from godottpd import self_signed_certificate
 
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    harness.raise_fd_limit(8192)
     tmp = Path(tempfile.mkdtemp(prefix="godottpd-tls-bench-"))
     static = tmp / "static"
-    static.mkdir()
-    (static / "file.bin").write_bytes(os.urandom(STATIC_SIZE))
+    harness.static_file(static)
     cert, key = self_signed_certificate(folder=tmp / "cert")
     servers = make_servers(tmp, cert, key, static)
     figures: dict[str, dict[str, list[float]]] = {s.name: {} for s in servers}
@@ -324,7 +263,7 @@ def main() -> int:
             log(f"idle-rss: {server.name} {rss[server.name]}")
     finally:
         for server in servers:
-            stop(server)
+            harness.stop(server)
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {
         name: {shape: statistics.median(values) for shape, values in shapes_.items()}

@@ -634,9 +634,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="godottpd-workers-"))
     www = tmp / "www"
     static_dir = www / "static"
-    static_dir.mkdir(parents=True)
-    static_data = bytes((i * 31 + 7) % 251 for i in range(harness.STATIC_SIZE))
-    (static_dir / "file.bin").write_bytes(static_data)
+    static_data = harness.static_file(static_dir)
     scripts = harness.write_scripts(tmp)
 
     if args.wait_load is not None:

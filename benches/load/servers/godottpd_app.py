@@ -3,7 +3,9 @@
 Usage: python godottpd_app.py PORT STATIC_DIR
 
 GODOTTPD_HANDLER_THREADS sets handler_threads (0: the inline mode); GODOTTPD_WORKERS, when
-other than 1, serves with ``serve_forever(workers=N)`` (benches/load/workers.py).
+other than 1, serves with ``serve_forever(workers=N)`` (benches/load/workers.py);
+GODOTTPD_KEEPALIVE_TIMEOUT, when set, keepalive_timeout in seconds (instructions.py: under
+valgrind a connection may wait longer than the default 5 s).
 """
 
 import os
@@ -64,6 +66,8 @@ def main():
     # 1,024 benchmark connections plus the harness's own: above the default limit of 1,024
     # (nginx gets worker_connections 4096 alike).
     options = {"port": port, "bind_address": "127.0.0.1", "handler_threads": handler_threads}
+    if "GODOTTPD_KEEPALIVE_TIMEOUT" in os.environ:
+        options["keepalive_timeout"] = float(os.environ["GODOTTPD_KEEPALIVE_TIMEOUT"])
     try:
         server = HttpServer(**options, max_connections=4096)
     except TypeError:  # an older build (--baseline) without the keyword

@@ -3,6 +3,8 @@ served on the caller's loop (uvloop when installed, as uvicorn's) by ``await
 server.serve()``.
 
 Usage: python godottpd_async_app.py PORT STATIC_DIR
+
+GODOTTPD_HANDLER_THREADS and GODOTTPD_KEEPALIVE_TIMEOUT as in godottpd_app.py.
 """
 
 import asyncio
@@ -56,7 +58,10 @@ class StaticFile(HttpRouter):
 
 async def serve(port, static_dir):
     handler_threads = int(os.environ.get("GODOTTPD_HANDLER_THREADS", "8"))
-    server = HttpServer(port, "127.0.0.1", handler_threads=handler_threads, max_connections=4096)
+    options = {"handler_threads": handler_threads, "max_connections": 4096}
+    if "GODOTTPD_KEEPALIVE_TIMEOUT" in os.environ:  # as in godottpd_app.py
+        options["keepalive_timeout"] = float(os.environ["GODOTTPD_KEEPALIVE_TIMEOUT"])
+    server = HttpServer(port, "127.0.0.1", **options)
     server.register_router("/plaintext", Plaintext())
     server.register_router("/json", Json())
     server.register_router("/echo", Echo())
