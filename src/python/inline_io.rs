@@ -154,7 +154,11 @@ mod tests {
             waiting.wait(&signal, Duration::from_secs(30)).await;
         });
         // Ended by the job, not by its 30 s tick.
-        assert!(waiting.last < Duration::from_secs(10), "took {:?}", waiting.last);
+        assert!(
+            waiting.last < Duration::from_secs(10),
+            "took {:?}",
+            waiting.last
+        );
     }
 
     #[test]
@@ -169,6 +173,10 @@ mod tests {
         // Without the spin, a job signalled still ends the wait at once.
         signal.notify_one();
         runtime.block_on(waiting.wait(&signal, Duration::from_secs(30)));
-        assert!(waiting.last < Duration::from_secs(10), "took {:?}", waiting.last);
+        assert!(
+            waiting.last < Duration::from_secs(10),
+            "took {:?}",
+            waiting.last
+        );
     }
 }
