@@ -460,7 +460,7 @@ def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None =
     return server
 
 
-def start(server: Server, tmp: Path) -> None:
+def start(server: Server, tmp: Path, timeout: float = 20.0) -> None:
     server.log_path = tmp / f"{server.name}.log"
     output = server.log_path.open("wb")
     env = dict(os.environ, **server.env)
@@ -472,7 +472,7 @@ def start(server: Server, tmp: Path) -> None:
         cwd=str(SERVERS_DIR),
         start_new_session=True,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             server.failure = f"exited with {server.process.returncode}: {tail(server.log_path)}"
@@ -482,7 +482,7 @@ def start(server: Server, tmp: Path) -> None:
                 return
         except OSError:
             time.sleep(0.1)
-    server.failure = f"did not listen within 20 s: {tail(server.log_path)}"
+    server.failure = f"did not listen within {timeout:g} s: {tail(server.log_path)}"
 
 
 def stop(server: Server) -> None:
