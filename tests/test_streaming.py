@@ -721,3 +721,119 @@ def test_stream_buffer_is_checked() -> None:
     with pytest.raises(ValueError):
         HttpServer(0, stream_buffer=0)
     assert os.environ is not None
+
+
+# --------------------------------------------------------------------------- #
+# poll() mode: handlers run inside server.poll() on the caller's thread
+# --------------------------------------------------------------------------- #
+
+
+def poll_while(server: Any, running: threading.Thread, timeout: float = 15.0) -> int:
+    """Calls ``server.poll()`` until ``running`` (the client thread) ends; returns the
+    handlers run."""
+    ran = 0
+    deadline = time.monotonic() + timeout
+    while running.is_alive():
+        assert time.monotonic() < deadline, "the client did not finish"
+        ran += server.poll(0.05)
+    return ran
+
+
+def read_in_poll_mode(
+    server: Any, path: str, first_read: threading.Event, handler_done: threading.Event
+) -> dict[str, Any]:
+    """A raw-socket client on a thread reads the first chunk, notes whether the handler
+    (blocked in ``poll()`` on this thread until ``first_read``) was still running, then
+    reads the rest chunk by chunk, while this thread polls."""
+    result: dict[str, Any] = {}
+
+    def client() -> None:
+        with connect(server.port) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            reader = ChunkReader(sock)
+            result["head"] = reader.head()
+            result["first"] = reader.chunk()
+            result["handler_running"] = not handler_done.is_set()
+            first_read.set()
+            rest = []
+            while chunk := reader.chunk():
+                rest.append(chunk)
+            result["rest"] = rest
+
+    result["ran"] = poll_while(server, start_thread(client))
+    return result
+
+
+def test_poll_mode_streams_chunk_by_chunk_while_the_handler_runs(
+    serve: Any, make_router: Any, handler_kind: str
+) -> None:
+    first_read, handler_done = threading.Event(), threading.Event()
+
+    def get(request: Any, response: Any) -> None:
+        with response.stream(200, "text/plain") as stream:
+            stream.write(b"first")
+            assert first_read.wait(10)
+            for piece in (b"second", b"third"):
+                stream.write(piece)
+        handler_done.set()
+
+    server = serve({"/s": make_router(get=get)}, threaded=False)
+    result = read_in_poll_mode(server, "/s", first_read, handler_done)
+    assert result["head"][0] == 200
+    assert result["head"][1]["transfer-encoding"] == "chunked"
+    assert result["first"] == b"first"
+    assert result["handler_running"], "the first chunk waited for the handler to return"
+    assert b"".join(result["rest"]) == b"secondthird"
+    assert handler_done.is_set()
+    # poll() counts the plain handlers it ran (an async one runs on the server's loop).
+    assert result["ran"] == (1 if handler_kind == "sync" else 0)
+
+
+def test_poll_mode_event_stream_sends_each_event_while_the_handler_runs(
+    serve: Any, make_router: Any, handler_kind: str
+) -> None:
+    first_read, handler_done = threading.Event(), threading.Event()
+
+    def get(request: Any, response: Any) -> None:
+        with response.event_stream(heartbeat=None) as events:
+            events.send("one", id="1")
+            assert first_read.wait(10)
+            events.send({"n": 2}, event="two", id="2")
+        handler_done.set()
+
+    server = serve({"/events": make_router(get=get)}, threaded=False)
+    result = read_in_poll_mode(server, "/events", first_read, handler_done)
+    assert result["head"][1]["content-type"].startswith("text/event-stream")
+    assert result["first"] == b"id: 1\ndata: one\n\n"
+    assert result["handler_running"], "the first event waited for the handler to return"
+    assert b"".join(result["rest"]) == b'event: two\nid: 2\ndata: {"n":2}\n\n'
+    assert handler_done.is_set()
+    # poll() counts the plain handlers it ran (an async one runs on the server's loop).
+    assert result["ran"] == (1 if handler_kind == "sync" else 0)
+
+
+def test_poll_mode_event_hub_subscriber_gets_a_publish_made_outside_poll(
+    serve: Any, make_router: Any, handler_kind: str
+) -> None:
+    hub = EventHub()
+
+    def get(request: Any, response: Any) -> None:
+        hub.subscribe(response, heartbeat=None)
+
+    server = serve({"/hub": make_router(get=get)}, threaded=False)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /hub HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        ran = 0
+        while len(hub) < 1:
+            assert time.monotonic() < deadline, "never subscribed"
+            ran += server.poll(0.05)
+        assert ran == (1 if handler_kind == "sync" else 0)
+        # The handler has returned; no poll() runs from here on: the hub's bytes go out
+        # from Rust alone.
+        reader = ChunkReader(sock)
+        assert reader.head()[0] == 200
+        assert hub.publish("hello", id="7") == 1
+        assert reader.chunk() == b"id: 7\ndata: hello\n\n"
+        hub.close()
+        assert reader.chunk() == b""
