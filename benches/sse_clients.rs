@@ -223,7 +223,9 @@ fn main() {
     let usage = "usage: sse_clients PORT CLIENTS [PATH] [SAMPLE_EVERY]";
     let (Some(port), Some(clients)) = (
         arguments.get(1).and_then(|port| port.parse::<u16>().ok()),
-        arguments.get(2).and_then(|count| count.parse::<usize>().ok()),
+        arguments
+            .get(2)
+            .and_then(|count| count.parse::<usize>().ok()),
     ) else {
         eprintln!("{usage}");
         std::process::exit(2);

@@ -84,6 +84,8 @@ def build_server(name: str, heartbeat: float) -> harness.Server:
             *(python, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1"),
             *("--port", str(port), "--workers", "1", "--runtime-threads", "1"),
             *("--http", "1", "--no-ws", "--log-level", "warning", "--backlog", "4096"),
+            # Requests served at once: the backlog (4096) by default; every stream is one.
+            *("--backpressure", "20000"),
             *("--working-dir", str(SERVERS_DIR), "sse_granian:app"),
         ]
     elif name == "uvicorn":
@@ -222,6 +224,7 @@ def measure(name: str, arguments: argparse.Namespace, tmp: Path, raw: list[str])
     harness.start(server, tmp, timeout=60)
     result: dict = {"server": name}
     if server.failure:
+        harness.stop(server)  # it may be running yet, only slow to listen
         result["failure"] = server.failure
         return result
     assert server.process is not None
@@ -311,10 +314,10 @@ def markdown(results: dict) -> str:
             "",
             f"## Fan-out, {'as fast as the publish loop goes' if not rate else f'{rate} events/s'}",
             "",
-            "| server | clients | events/s delivered | server CPU per event | published "
-            "(events/s) | lost | dropped | ids checked: gaps / reorders | client CPU | "
-            "peak RSS |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | clients | events/s delivered | server CPU per event | server cores | "
+            "published (events/s) | lost | dropped | ids checked: gaps / reorders | "
+            "client CPU | peak RSS |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         reference = (godottpd.get("fanout") or [{}] * (index + 1))[index]
         for row in rows:
@@ -327,6 +330,7 @@ def markdown(results: dict) -> str:
                 f"{ratio(fan['delivered_per_s'], reference.get('delivered_per_s'))} | "
                 f"{fan['cpu_ns_per_event'] or 0:,.0f} ns"
                 f"{ratio(fan['cpu_ns_per_event'], reference.get('cpu_ns_per_event'))} | "
+                f"{fan['server_cores']:.2f} | "
                 f"{fan['published']:,} ({fan['published_per_s']:,.0f}) | {fan['lost']:,} | "
                 f"{fan['dropped']:,} | {fan['sampled']}: {fan['gaps']} / {fan['reorders']} | "
                 f"{fan['client_share'] or 0:.0%} | {fan['peak_rss_mib']:.0f} MiB |"

@@ -9,9 +9,8 @@ import sys
 import threading
 import time
 
-from sse_common import BUDGET, HEARTBEAT, PAYLOAD, Publisher
-
 from godottpd import EventHub, HttpRouter, HttpServer
+from sse_common import BUDGET, HEARTBEAT, PAYLOAD, Publisher
 
 hub = EventHub()
 publisher = Publisher()

@@ -13,7 +13,7 @@ import sys
 import time
 
 from socketify import App, AppListenOptions
-from sse_common import HEARTBEAT, Publisher, event, query_float
+from sse_common import Publisher, event, query_float
 
 app = App()
 subscribers: set = set()
