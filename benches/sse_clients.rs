@@ -88,24 +88,27 @@ impl Sample {
     }
 }
 
-async fn client(
-    index: usize,
+/// What every client task shares (one thread: no locks).
+struct Shared {
     port: u16,
-    path: Rc<str>,
-    sample: bool,
-    totals: Rc<Totals>,
-    opening: Rc<Semaphore>,
-    heads: Rc<Cell<usize>>,
-    all_heads: Rc<tokio::sync::Notify>,
-) {
+    path: String,
+    totals: Totals,
+    opening: Semaphore,
+    /// Clients still waiting for their response head.
+    heads: Cell<usize>,
+    all_heads: tokio::sync::Notify,
+}
+
+async fn client(index: usize, sample: bool, shared: Rc<Shared>) {
     let opened = {
-        let _permit = opening.acquire().await;
-        open(port, &path).await
+        let _permit = shared.opening.acquire().await;
+        open(shared.port, &shared.path).await
     };
-    heads.set(heads.get() - 1);
-    if heads.get() == 0 {
-        all_heads.notify_one();
+    shared.heads.set(shared.heads.get() - 1);
+    if shared.heads.get() == 0 {
+        shared.all_heads.notify_one();
     }
+    let totals = &shared.totals;
     let (mut reader, leftover) = match opened {
         Ok(opened) => opened,
         Err(error) => {
@@ -122,7 +125,7 @@ async fn client(
         last_id: None,
     });
     if let Some(sample) = &mut sample {
-        sample.feed(&leftover, &totals);
+        sample.feed(&leftover, totals);
     }
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut ended_with_newline = leftover.last() == Some(&b'\n');
@@ -149,7 +152,7 @@ async fn client(
             }
         }
         if let Some(sample) = &mut sample {
-            sample.feed(data, &totals);
+            sample.feed(data, totals);
         }
     }
     totals.closed.set(totals.closed.get() + 1);
@@ -230,7 +233,10 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let path: Rc<str> = arguments.get(3).map_or("/events", String::as_str).into();
+    let path = arguments
+        .get(3)
+        .map_or("/events", String::as_str)
+        .to_string();
     let sample_every = arguments
         .get(4)
         .and_then(|every| every.parse::<usize>().ok())
@@ -248,29 +254,25 @@ fn main() {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let totals = Rc::new(Totals::default());
+        let shared = Rc::new(Shared {
+            port,
+            path,
+            totals: Totals::default(),
+            opening: Semaphore::new(CONNECTING_AT_ONCE),
+            heads: Cell::new(clients),
+            all_heads: tokio::sync::Notify::new(),
+        });
+        let totals = &shared.totals;
         *totals.per_client.borrow_mut() = vec![None; clients];
-        let opening = Rc::new(Semaphore::new(CONNECTING_AT_ONCE));
-        let heads = Rc::new(Cell::new(clients));
-        let all_heads = Rc::new(tokio::sync::Notify::new());
         for index in 0..clients {
             let sample = index % sample_every == 0;
             if sample {
                 totals.sampled.set(totals.sampled.get() + 1);
             }
-            tokio::task::spawn_local(client(
-                index,
-                port,
-                path.clone(),
-                sample,
-                totals.clone(),
-                opening.clone(),
-                heads.clone(),
-                all_heads.clone(),
-            ));
+            tokio::task::spawn_local(client(index, sample, shared.clone()));
         }
         if clients > 0 {
-            all_heads.notified().await;
+            shared.all_heads.notified().await;
         }
         let first_error = totals.first_error.borrow().clone().unwrap_or_default();
         println!(
@@ -292,11 +294,11 @@ fn main() {
                         *count = 0;
                     }
                 }
-                "stat" => println!("{}", snapshot(&totals)),
+                "stat" => println!("{}", snapshot(totals)),
                 "stop" => break,
                 _ => {}
             }
         }
-        println!("{}", snapshot(&totals));
+        println!("{}", snapshot(totals));
     });
 }
