@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import selectors
 import shutil
 import socket
@@ -598,6 +599,47 @@ def test_event_hub_fans_out_to_1000_subscribers(serve: Any, make_router: Any) ->
         sock.close()
     hub.close()
     assert len(hub) == 0
+
+
+@pytest.mark.sync_only("the server's memory per idle stream does not depend on the handler kind")
+def test_idle_event_streams_cost_little_memory(serve: Any, make_router: Any) -> None:
+    # 10,000 idle event streams must fit in 100 MiB (the issue's bound; about 5 KiB each in
+    # benches/load/sse_fanout.py). Here 2,000, in this process (the client sockets' Python
+    # objects count too): at 12 KiB a stream this fails, as it did when every stream held
+    # the connection's read and write buffers and an 8 KiB array in its task (23 KiB).
+    count, warm = 2000, 100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * (count + warm) + 200
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    hub = EventHub()
+
+    def get(request: Any, response: Any) -> None:
+        hub.subscribe(response, heartbeat=None)
+
+    server = serve({"/hub": make_router(get=get)}, max_connections=count + warm + 10)
+    sockets: list[socket.socket] = []
+
+    def open_streams(n: int) -> None:
+        opened = [connect(server.port) for _ in range(n)]
+        for sock in opened:
+            sock.sendall(b"GET /hub HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in opened:  # each head read: its connection is streaming
+            assert ChunkReader(sock).head()[0] == 200
+        sockets.extend(opened)
+
+    try:
+        open_streams(warm)  # one-time allocations (threads, pools) out of the measure
+        baseline = rss_bytes()
+        open_streams(count)
+        assert len(hub) == count + warm
+        per_stream = (rss_bytes() - baseline) / count
+        assert per_stream < 12 * 1024, f"{per_stream / 1024:.1f} KiB per idle event stream"
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_event_hub_drops_a_slow_subscriber_without_waiting(serve: Any, make_router: Any) -> None:
