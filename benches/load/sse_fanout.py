@@ -6,7 +6,7 @@ One command, from the repository root, in a venv with the peers installed (the b
 venv), after building the extension as run.py says:
 
     cargo build --release --example sse_clients
-    python benches/load/sse_fanout.py                 # 10,000 clients, about 4 minutes
+    python benches/load/sse_fanout.py                 # 10,000 clients, about 2 minutes
     python benches/load/sse_fanout.py --clients 1000 --seconds 3 --servers godottpd
 
 For each server (one process, pinned to core 0 as run.py pins its servers; the servers'
