@@ -16,7 +16,8 @@ code is in benches/load/servers/sse_*.py):
    benches/sse_clients.rs, one thread pinned to core 1) each send ``GET /events`` with
    ``Accept: text/event-stream`` and read the response head; nothing is published. After
    ``--settle`` seconds the server's VmRSS (summed over its process tree) and its VmHWM
-   are read. Heartbeat off by default (``--heartbeat S`` turns it on, every server).
+   are read. Heartbeat off by default (``--heartbeat S`` turns it on for godottpd, granian
+   and uvicorn; the socketify app sends none).
 2. **Fan-out**, on the same connections: ``GET /start`` starts the server's one publish
    loop, which publishes fixed-size events (87 bytes, ``id:`` counting up) for
    ``--seconds``, as fast as it can (``--rate`` events a second per subscriber instead,
