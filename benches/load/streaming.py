@@ -10,7 +10,7 @@ handler; granian: RSGI ``response_stream`` and ``send_bytes``; uvicorn: ASGI
 ``recv_into`` buffer, reads to the end; the figure is MiB/s of body received, the median of
 the runs, with the server's peak RSS (``/proc/PID/status`` VmHWM). granian and uvicorn are
 needed in the running interpreter (``pip install granian uvicorn``); a server that is not
-installed is skipped. SSE fan-out is not measured here yet.
+installed is skipped. SSE fan-out and idle event streams: sse_fanout.py.
 """
 
 from __future__ import annotations

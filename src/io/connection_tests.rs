@@ -76,6 +76,8 @@ struct Harness {
     served: tokio::task::JoinHandle<()>,
     /// Bytes read from the connection and not yet taken as a response.
     received: Vec<u8>,
+    /// The size of the connection's future: what its task holds, busy or idle.
+    task_size: usize,
 }
 
 fn limits() -> Limits {
@@ -151,12 +153,15 @@ fn start_on<T: Transport>(
         None,
     ));
     let peer = "127.0.0.1:1234".parse().expect("an address");
-    let served = tokio::spawn(serve(server, peer, Scheme::Http, engine));
+    let future = serve(server, peer, Scheme::Http, engine);
+    let task_size = std::mem::size_of_val(&future);
+    let served = tokio::spawn(future);
     Harness {
         client,
         jobs,
         stop,
         served,
+        task_size,
         received: Vec::new(),
     }
 }
@@ -230,6 +235,24 @@ fn content_length(head: &str) -> usize {
                 .then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0)
+}
+
+/// Most bytes a connection's task may take (see the test below): 3,464 when written, 8,848
+/// before, with an 8 KiB array in `linger`.
+const TASK_SIZE_LIMIT: usize = 4096;
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_task_holds_no_buffer_of_its_own() {
+    // Every open connection's task is this big whatever it is doing (an idle event stream
+    // too): a buffer inside it (an array in an async fn) would cost that much per
+    // connection, 10,000 times over. Buffers belong on the heap, allocated when used.
+    let harness = start(limits(), 1024, None);
+    eprintln!("connection task: {} bytes", harness.task_size);
+    assert!(
+        harness.task_size <= TASK_SIZE_LIMIT,
+        "{} bytes",
+        harness.task_size
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -142,7 +142,9 @@ pub async fn accept_loop<A: Application>(
                     tokio::spawn(async move {
                         match tls {
                             None => connection::serve(stream, peer, Scheme::Http, engine).await,
-                            Some(tls) => serve_tls(stream, peer, tls, engine).await,
+                            // Boxed: the handshake's larger future would otherwise
+                            // size every plain connection's task too.
+                            Some(tls) => Box::pin(serve_tls(stream, peer, tls, engine)).await,
                         }
                         drop(slot);
                     });

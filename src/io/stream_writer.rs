@@ -52,7 +52,8 @@ where
     let heartbeat = body.heartbeat.unwrap_or(NEVER);
     let idle = tokio::time::sleep(heartbeat);
     tokio::pin!(idle);
-    let mut pieces: Vec<Bytes> = Vec::with_capacity(16);
+    // Allocated at the first piece: an idle stream holds none.
+    let mut pieces: Vec<Bytes> = Vec::new();
     let end = loop {
         tokio::select! {
             biased;
@@ -97,9 +98,18 @@ where
     end
 }
 
+/// Reads what the client sends while it streams: usually nothing until it leaves (an EOF),
+/// so into a small buffer in the task rather than capacity reserved in `input` for every
+/// idle stream.
 async fn read_some<S: AsyncRead + Unpin>(socket: &mut S, input: &mut BytesMut) -> bool {
-    input.reserve(4096);
-    matches!(socket.read_buf(input).await, Ok(n) if n > 0)
+    let mut buffer = [0u8; 512];
+    match socket.read(&mut buffer).await {
+        Ok(n) if n > 0 => {
+            input.extend_from_slice(&buffer[..n]);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn heartbeat_piece(chunked: bool) -> Vec<u8> {

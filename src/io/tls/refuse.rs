@@ -53,7 +53,8 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, ans
     }
     let _ = timeout(REFUSAL_TIME, stream.shutdown()).await;
     let deadline = Instant::now() + LINGER_TIME;
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would sit in every HTTPS connection's task.
+    let mut sink = vec![0u8; 4096];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         match timeout_at(deadline, stream.read(&mut sink)).await {
