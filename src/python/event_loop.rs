@@ -323,8 +323,8 @@ impl EventLoop {
         // The answers of the handlers that end right here (eager tasks) go together.
         let (scheduled, more) = reply_batch::holding(&self.replies, || self.run_batch(py, &round));
         if scheduled {
-            // Tasks were scheduled (before 3.12, or ones that wait): their steps hold their
-            // answers too, and the flush queued behind them hands them over.
+            // First steps were scheduled (before 3.12): they hold their answers too, and
+            // the flush queued behind them hands them over with these.
             self.schedule_flush(py, &round);
         } else if !self.flush_scheduled.load(Ordering::Relaxed) {
             self.hand_over();
@@ -401,8 +401,8 @@ impl EventLoop {
         result
     }
 
-    /// Calls a coroutine handler and runs its coroutine as a task: whether the task was
-    /// left scheduled (it did not end in an eager first step).
+    /// Calls a coroutine handler and runs its coroutine as a task: whether its first step
+    /// is left scheduled (before Python 3.12, where tasks do not start eagerly).
     fn start_job(self: &Arc<Self>, py: Python<'_>, round: &Round, job: PyJob) -> bool {
         let Some(call) = call_handler(py, job) else {
             return false;
@@ -435,7 +435,9 @@ impl EventLoop {
             }
             round.tasks.bind(py).add(&task)?;
             state.task = Some(task.unbind());
-            Ok(true)
+            // A task started eagerly holds its later answers itself (`EventLoop::step`);
+            // one merely scheduled has its first step still to come, before the flush.
+            Ok(round.eager_keywords.is_none())
         });
         match started {
             Ok(scheduled) => scheduled,
