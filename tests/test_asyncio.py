@@ -416,7 +416,7 @@ def test_asyncio_timeout_in_a_handler_fires() -> None:
     class Timeout(HttpRouter):
         async def handle_get(self, request: Any, response: Any) -> None:
             try:
-                async with asyncio.timeout(0.05):  # type: ignore[attr-defined,unused-ignore]
+                async with asyncio.timeout(0.05):
                     await asyncio.sleep(30)
             except TimeoutError:
                 response.send(200, "timed out")
@@ -449,6 +449,7 @@ def test_handlers_still_running_at_stop_are_cancelled() -> None:
     server.register_router("/forever", Forever())
     server.start()
     try:
+
         def fetch() -> None:
             # Answered 500 or cut off at the stop: either way the handler was cancelled.
             with contextlib.suppress(httpx.HTTPError):

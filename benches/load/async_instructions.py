@@ -14,7 +14,8 @@ them in batches).
     python benches/load/async_instructions.py --python /root/.pyenv/versions/3.12.1/bin/python3 \\
         --apps async --shapes c64 --keep /tmp/cg
 
-``--keep DIR`` keeps the callgrind files for ``callgrind_annotate``. The interpreter needs
+``--keep DIR`` keeps the callgrind files for ``callgrind_annotate``; ``--package DIR`` times
+another build (a copy of ``python/`` holding it), as run.py's ``--baseline``. The interpreter needs
 uvloop for the figures of the benchmark (else plain asyncio); godottpd comes from
 ``python/`` (build first, as run.py says).
 """
@@ -33,7 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-spec = importlib.util.spec_from_file_location("godottpd_callgrind", HERE / "callgrind_per_request.py")
+spec = importlib.util.spec_from_file_location(
+    "godottpd_callgrind", HERE / "callgrind_per_request.py"
+)
 assert spec is not None and spec.loader is not None
 callgrind = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(callgrind)
@@ -66,11 +69,11 @@ def run_many(socks: list[socket.socket], count: int) -> None:
         done += len(batch)
 
 
-def measure(python: str, app: str, shape: str, count: int, out: Path) -> float:
+def measure(python: str, app: str, shape: str, count: int, out: Path, package: Path) -> float:
     port = callgrind.free_port()
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(REPO / "python"),
+        PYTHONPATH=str(package),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONHASHSEED="0",
         # Under valgrind every handler runs some 50 times slower: no hand-off for that.
@@ -99,14 +102,26 @@ def measure(python: str, app: str, shape: str, count: int, out: Path) -> float:
         if shape == "c64":
             socks = [first, *(callgrind.connect(port) for _ in range(CONNECTIONS - 1))]
             run_many(socks, 640)  # warm-up
-            subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(server.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             run_many(socks, count)
         else:
             socks = [first]
             callgrind.run_requests(first, 300, DEPTHS[shape])
-            subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(server.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             callgrind.run_requests(first, count, DEPTHS[shape])
-        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(server.pid)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         for sock in socks:
             sock.close()
     finally:
@@ -122,6 +137,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="c1,pipelined,c64")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--keep", type=Path, help="keep the callgrind files in this directory")
+    parser.add_argument("--package", type=Path, default=REPO / "python")
     args = parser.parse_args()
     version = subprocess.run(
         [args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -132,11 +148,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         where = args.keep or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        print(f"| python | app | shape | instructions/req |\n|---|---|---|---:|")
+        print("| python | app | shape | instructions/req |\n|---|---|---|---:|")
         for shape in args.shapes.split(","):
             for app in args.apps.split(","):
                 out = where / f"callgrind.{version}.{app}.{shape}.out"
-                per_request = measure(args.python, app, shape, args.count, out)
+                per_request = measure(args.python, app, shape, args.count, out, args.package)
                 print(f"| {version} | {app} | {shape} | {per_request:,.0f} |", flush=True)
 
 

@@ -594,7 +594,9 @@ fn new_task<'py>(
                 Ok::<_, PyErr>(py.import("asyncio")?.getattr("Task")?.unbind())
             })?;
             // The same keywords dict for every task: a call never keeps or changes it.
-            task_class.bind(py).call((coroutine,), Some(keywords.bind(py)))
+            task_class
+                .bind(py)
+                .call((coroutine,), Some(keywords.bind(py)))
         }
         None => round
             .event_loop
@@ -703,14 +705,10 @@ impl HandlerCoroutine {
         args: Vec<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let args = PyTuple::new(py, args)?;
-        self.run(py, |steps| {
-            match steps.bind(py).call_method1(name, args) {
-                Ok(yielded) => Stepped::Yielded(yielded.unbind()),
-                Err(error) if error.is_instance_of::<PyStopIteration>(py) => {
-                    Stepped::Stopped(error)
-                }
-                Err(error) => Stepped::Raised(error),
-            }
+        self.run(py, |steps| match steps.bind(py).call_method1(name, args) {
+            Ok(yielded) => Stepped::Yielded(yielded.unbind()),
+            Err(error) if error.is_instance_of::<PyStopIteration>(py) => Stepped::Stopped(error),
+            Err(error) => Stepped::Raised(error),
         })
         .map_err(|error| error.unwrap_or_else(|| PyStopIteration::new_err(())))
     }
