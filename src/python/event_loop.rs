@@ -284,6 +284,9 @@ impl EventLoop {
 
     /// On the loop thread: stops watching, resolves `stopped` and every waiter.
     fn detach(self: &Arc<Self>, py: Python<'_>) {
+        // A flush still queued may never run (the loop may end first): hand over now, and
+        // let the next loop attached queue its own.
+        self.flush_scheduled.store(false, Ordering::Relaxed);
         self.hand_over();
         let attached = std::mem::take(&mut *lock(&self.attached));
         ATTACHED.with(|loops| loops.borrow_mut().retain(|other| !Arc::ptr_eq(other, self)));
