@@ -4,6 +4,8 @@ or on the server's own loop (``start()``), with async clients (httpx, aiohttp)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -331,6 +333,134 @@ def test_exceptions_bad_request_and_unsent(caplog: pytest.LogCaptureFixture) -> 
     assert "no such field" not in caplog.text
     assert "dropped without being sent" in caplog.text
     assert "after sending" in caplog.text
+
+
+def test_errors_of_handlers_that_never_await(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that ends in its first step (the benchmark's case, which may never be
+    scheduled as a task at all) answers 500 as one that awaited first."""
+    caplog.set_level(logging.DEBUG, logger="godottpd")
+
+    class Errors(HttpRouter):
+        async def handle_get(self, request: Any, response: Any) -> None:
+            raise ZeroDivisionError("eager-kaboom")
+
+        async def handle_put(self, request: Any, response: Any) -> None:
+            pass
+
+    server = _server()
+    server.register_router("/e", Errors())
+
+    async def main() -> None:
+        async with server, httpx.AsyncClient() as client:
+            failed = await client.get(_url(server, "/e"))
+            unsent = await client.put(_url(server, "/e"))
+        assert failed.status_code == 500
+        assert unsent.status_code == 500
+
+    run(main)
+    assert "eager-kaboom" in caplog.text
+    assert "handle_get raised while handling GET /e" in caplog.text
+    assert "dropped without being sent" in caplog.text
+
+
+CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="unset")
+
+
+def test_each_handler_runs_in_a_task_of_its_own() -> None:
+    """What httpx, anyio, sniffio and ``asyncio.timeout()`` rely on: inside a handler,
+    ``asyncio.current_task()`` is a real task, the handler's own (not one shared by all
+    handlers), the same before and after an await; a context variable the handler sets is
+    still set after its first await and never seen by another handler."""
+    seen: dict[str, Any] = {}
+    release = asyncio.Event()
+
+    class Tasks(HttpRouter):
+        async def handle_get(self, request: Any, response: Any) -> None:
+            name = request.query["name"]
+            before = asyncio.current_task()
+            previous = CURRENT.get()
+            CURRENT.set(name)
+            seen[name] = before
+            if len(seen) == 2:
+                release.set()
+            await release.wait()
+            after = asyncio.current_task()
+            response.json(
+                200,
+                {
+                    "task": isinstance(before, asyncio.Task),
+                    "same": before is after,
+                    "previous": previous,
+                    "var": CURRENT.get(),
+                },
+            )
+
+    server = _server()
+    server.register_router("/t", Tasks())
+
+    async def main() -> list[Any]:
+        async with server, httpx.AsyncClient() as client:
+            replies = await asyncio.gather(
+                client.get(_url(server, "/t?name=a")), client.get(_url(server, "/t?name=b"))
+            )
+        return [reply.json() for reply in replies]
+
+    first, second = run(main)
+    assert first == {"task": True, "same": True, "previous": "unset", "var": "a"}
+    assert second == {"task": True, "same": True, "previous": "unset", "var": "b"}
+    assert seen["a"] is not seen["b"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is 3.11's")
+def test_asyncio_timeout_in_a_handler_fires() -> None:
+    class Timeout(HttpRouter):
+        async def handle_get(self, request: Any, response: Any) -> None:
+            try:
+                async with asyncio.timeout(0.05):
+                    await asyncio.sleep(30)
+            except TimeoutError:
+                response.send(200, "timed out")
+
+    server = _server()
+    server.register_router("/timeout", Timeout())
+
+    async def main() -> httpx.Response:
+        async with server, httpx.AsyncClient() as client:
+            return await client.get(_url(server, "/timeout"), timeout=10)
+
+    reply = run(main)
+    assert (reply.status_code, reply.text) == (200, "timed out")
+
+
+def test_handlers_still_running_at_stop_are_cancelled() -> None:
+    cancelled = threading.Event()
+    started = threading.Event()
+
+    class Forever(HttpRouter):
+        async def handle_get(self, request: Any, response: Any) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    server = _server(shutdown_grace=0.2)
+    server.register_router("/forever", Forever())
+    server.start()
+    try:
+
+        def fetch() -> None:
+            # Answered 500 or cut off at the stop: either way the handler was cancelled.
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(_url(server, "/forever"), timeout=10)
+
+        client = threading.Thread(target=fetch, daemon=True)
+        client.start()
+        assert started.wait(10)
+    finally:
+        server.stop()
+    assert cancelled.wait(10)
 
 
 def test_response_sent_later_from_another_task_and_thread() -> None:

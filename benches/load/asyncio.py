@@ -10,11 +10,17 @@ the peers. Results are prefixed ``asyncio`` (``asyncio-quick`` with ``--quick``)
 
     python benches/load/asyncio.py --quick
     python benches/load/asyncio.py --shapes plaintext,json,echo,c1024
+    python benches/load/asyncio.py --python /root/.pyenv/versions/3.12.1/bin/python3 ...
+
+``--python PATH`` runs godottpd's server on another interpreter (one with uvloop, e.g. a
+venv of Python 3.12+, where handlers start eagerly); the peers stay on this one. The
+version goes into the notes and the results are prefixed ``asyncio-pyXY``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +39,10 @@ _build_server = run.build_server
 _version_of = run.version_of
 
 
+# The interpreter of godottpd's server (``--python``).
+PYTHON = sys.executable
+
+
 def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None = None) -> object:
     if name == "granian-asgi":
         server = _build_server("granian", static_dir, tmp, baseline)
@@ -45,13 +55,20 @@ def build_server(name: str, static_dir: Path, tmp: Path, baseline: Path | None =
     if name == "godottpd":
         port = server.port
         server.command = [
-            sys.executable,
+            PYTHON,
             str(run.SERVERS_DIR / "godottpd_async_app.py"),
             str(port),
             str(static_dir),
         ]
         server.note = "async def handlers, await server.serve() under uvloop"
+        if PYTHON != sys.executable:
+            server.note += f", {python_version(PYTHON)}"
     return server
+
+
+def python_version(python: str) -> str:
+    check = "import platform; print('Python ' + platform.python_version())"
+    return subprocess.run([python, "-c", check], capture_output=True, text=True).stdout.strip()
 
 
 def version_of(name: str) -> str:
@@ -65,13 +82,23 @@ def main() -> None:
     run.PYTHON_PEERS.append("granian-asgi")
     run.PEERS.append("granian-asgi")
     run.COLORS["granian-asgi"] = "#aec7e8"
+    global PYTHON
     argv = sys.argv[1:]
+    for index, arg in enumerate(argv):
+        if arg == "--python" or arg.startswith("--python="):
+            value = arg.partition("=")[2] or argv[index + 1]
+            del argv[index : index + (1 if "=" in arg else 2)]
+            PYTHON = value
+            break
     if not any(arg.startswith("--servers") for arg in argv):
         argv += ["--servers", ",".join(SERVERS)]
     if not any(arg.startswith(("--shapes", "--routes")) for arg in argv):
         argv += ["--shapes", ",".join(SHAPES)]
     if not any(arg.startswith("--prefix") for arg in argv):
-        argv += ["--prefix", "asyncio-quick" if "--quick" in argv else "asyncio"]
+        prefix = "asyncio-quick" if "--quick" in argv else "asyncio"
+        if PYTHON != sys.executable:
+            prefix += "-py" + python_version(PYTHON).split()[-1].replace(".", "")[:3]
+        argv += ["--prefix", prefix]
     sys.argv = [sys.argv[0], *argv]
     run.main()
 

@@ -11,8 +11,10 @@
 //! The batch belongs to the server, not to the thread: in the default mode, when a handler
 //! runs long and the watchdog hands the runtime to another thread, the answers made before
 //! it in the same round are sent by whoever drives next, without waiting for the long one.
-//! Answers made anywhere else (a response sent later from a thread of the user's, the
-//! asyncio loop, the handler pool of `io_threads > 1`) are sent at once, as before.
+//! The asyncio loop's thread holds the answers of its coroutine handlers' steps the same
+//! way, and hands each batch to the runtime with one wake-up (`event_loop`). Answers made
+//! anywhere else (a response sent later from a thread of the user's, the handler pool of
+//! `io_threads > 1`) are sent at once, as before.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,6 +41,14 @@ impl ReplyBatch {
             // The connection may have gone away meanwhile; then there is nobody to tell.
             let _ = reply.send(outgoing);
         }
+    }
+
+    /// Whether no answer is held.
+    pub fn is_empty(&self) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     fn hold(&self, reply: ReplySender, outgoing: Outgoing) {
