@@ -1,6 +1,6 @@
 """Instructions per request (valgrind callgrind) of coroutine handlers, beside sync ones.
 
-The measure of ``callgrind_per_request.py`` (the server under callgrind with collection
+The measure of ``instructions.py`` (the server under callgrind with collection
 off; after a warm-up it is switched on for exactly COUNT requests, then off; every thread,
 user space only) for the asyncio benchmark's server, ``servers/godottpd_async_app.py``
 (``async def`` handlers under ``await server.serve()``, uvloop when the interpreter has it),
@@ -23,7 +23,6 @@ uvloop for the figures of the benchmark (else plain asyncio); godottpd comes fro
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 import subprocess
@@ -34,12 +33,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-spec = importlib.util.spec_from_file_location(
-    "godottpd_callgrind", HERE / "callgrind_per_request.py"
-)
-assert spec is not None and spec.loader is not None
-callgrind = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(callgrind)
+sys.path.insert(0, str(HERE))
+import instructions  # noqa: E402  (benches/load/instructions.py: the callgrind totals)
+import run as harness  # noqa: E402  (benches/load/run.py: the raw keep-alive client)
+
+REQUEST = instructions.REQUESTS["plaintext"]
 
 APPS = {"async": "godottpd_async_app.py", "sync": "godottpd_app.py"}
 DEPTHS = {"c1": 1, "pipelined": 16}
@@ -53,7 +51,7 @@ def run_many(socks: list[socket.socket], count: int) -> None:
     while done < count:
         batch = socks[: min(len(socks), count - done)]
         for sock in batch:
-            sock.sendall(callgrind.REQUEST)
+            sock.sendall(REQUEST)
         for index, sock in enumerate(batch):
             buffer = buffers[index]
             while b"\r\n\r\n" not in buffer:
@@ -70,7 +68,7 @@ def run_many(socks: list[socket.socket], count: int) -> None:
 
 
 def measure(python: str, app: str, shape: str, count: int, out: Path, package: Path) -> float:
-    port = callgrind.free_port()
+    port = harness.free_port()
     env = dict(os.environ)
     env.update(
         PYTHONPATH=str(package),
@@ -98,9 +96,9 @@ def measure(python: str, app: str, shape: str, count: int, out: Path, package: P
         stderr=subprocess.DEVNULL,
     )
     try:
-        first = callgrind.connect(port)
+        first = harness.connect(port)
         if shape == "c64":
-            socks = [first, *(callgrind.connect(port) for _ in range(CONNECTIONS - 1))]
+            socks = [first, *(harness.connect(port) for _ in range(CONNECTIONS - 1))]
             run_many(socks, 640)  # warm-up
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(server.pid)],
@@ -110,13 +108,13 @@ def measure(python: str, app: str, shape: str, count: int, out: Path, package: P
             run_many(socks, count)
         else:
             socks = [first]
-            callgrind.run_requests(first, 300, DEPTHS[shape])
+            harness.send_requests(first, REQUEST, 300, DEPTHS[shape])
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(server.pid)],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            callgrind.run_requests(first, count, DEPTHS[shape])
+            harness.send_requests(first, REQUEST, count, DEPTHS[shape])
         subprocess.run(
             ["callgrind_control", "-i", "off", str(server.pid)],
             check=True,
@@ -127,7 +125,7 @@ def measure(python: str, app: str, shape: str, count: int, out: Path, package: P
     finally:
         server.terminate()
         server.wait(120)
-    return callgrind.totals(out) / count
+    return instructions.totals(out) / count
 
 
 def main() -> None:
