@@ -7,6 +7,7 @@ behind before it is dropped (godottpd's ``stream_buffer``, 256 KiB by default; t
 queues hold as many events), and ``SSE_HEARTBEAT``, seconds (0: none).
 """
 
+import asyncio
 import json
 import os
 import time
@@ -49,3 +50,35 @@ def query_float(query: str, key: str, default: float) -> float:
         if name == key:
             return float(value)
     return default
+
+
+def drop(subscribers: set, publisher: Publisher, queue: asyncio.Queue) -> None:
+    """Drops a subscriber that fell a whole queue behind (as EventHub drops one that is
+    more than its budget behind): its stream ends after what it was sent."""
+    subscribers.discard(queue)
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
+    publisher.dropped += 1
+
+
+async def publish(subscribers: set, publisher: Publisher, seconds: float, rate: float) -> None:
+    """The asyncio servers' publish loop: each event into every subscriber's queue, for
+    SECONDS, at RATE events/s (0: as fast as the loop goes; ``sleep(0)`` lets every sender
+    run once between events)."""
+    publisher.started = time.monotonic()
+    end = publisher.started + seconds
+    number = 0
+    while (now := time.monotonic()) < end:
+        due = publisher.started + number / rate if rate else now
+        await asyncio.sleep(max(0.0, due - now))
+        number += 1
+        data = event(number)
+        for queue in list(subscribers):
+            try:
+                queue.put_nowait(data)
+            except asyncio.QueueFull:
+                drop(subscribers, publisher, queue)
+        publisher.published = number
+    publisher.finished = time.monotonic()
+    publisher.running = False

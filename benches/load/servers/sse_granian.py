@@ -6,40 +6,12 @@ whose queue is full (``SSE_BUDGET`` bytes of events behind, as godottpd's
 """
 
 import asyncio
-import time
 
-from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, event, query_float
+from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, publish, query_float
 
 HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
 subscribers: set[asyncio.Queue] = set()
 publisher = Publisher()
-
-
-def drop(queue: asyncio.Queue) -> None:
-    subscribers.discard(queue)
-    while not queue.empty():
-        queue.get_nowait()
-    queue.put_nowait(None)
-    publisher.dropped += 1
-
-
-async def publish(seconds: float, rate: float) -> None:
-    publisher.started = time.monotonic()
-    end = publisher.started + seconds
-    number = 0
-    while (now := time.monotonic()) < end:
-        due = publisher.started + number / rate if rate else now
-        await asyncio.sleep(max(0.0, due - now))  # sleep(0): every sender runs once
-        number += 1
-        data = event(number)
-        for queue in list(subscribers):
-            try:
-                queue.put_nowait(data)
-            except asyncio.QueueFull:
-                drop(queue)
-        publisher.published = number
-    publisher.finished = time.monotonic()
-    publisher.running = False
 
 
 async def stream(proto) -> None:
@@ -71,7 +43,7 @@ async def app(scope, proto):
         seconds = query_float(scope.query_string, "seconds", 10)
         rate = query_float(scope.query_string, "rate", 0)
         publisher.running = True
-        task = asyncio.ensure_future(publish(seconds, rate))
+        task = asyncio.ensure_future(publish(subscribers, publisher, seconds, rate))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         proto.response_str(200, [("content-type", "text/plain")], "started")

@@ -4,41 +4,13 @@ every queue, a subscriber with a full queue dropped; as sse_granian.py, in ASGI.
 """
 
 import asyncio
-import time
 
-from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, event, query_float
+from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, publish, query_float
 
 HEAD = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 subscribers: set[asyncio.Queue] = set()
 publisher = Publisher()
 tasks = set()
-
-
-def drop(queue: asyncio.Queue) -> None:
-    subscribers.discard(queue)
-    while not queue.empty():
-        queue.get_nowait()
-    queue.put_nowait(None)
-    publisher.dropped += 1
-
-
-async def publish(seconds: float, rate: float) -> None:
-    publisher.started = time.monotonic()
-    end = publisher.started + seconds
-    number = 0
-    while (now := time.monotonic()) < end:
-        due = publisher.started + number / rate if rate else now
-        await asyncio.sleep(max(0.0, due - now))
-        number += 1
-        data = event(number)
-        for queue in list(subscribers):
-            try:
-                queue.put_nowait(data)
-            except asyncio.QueueFull:
-                drop(queue)
-        publisher.published = number
-    publisher.finished = time.monotonic()
-    publisher.running = False
 
 
 async def answer(send, status: int, content_type: bytes, body: bytes) -> None:
@@ -77,7 +49,12 @@ async def app(scope, receive, send):
     elif path == "/start":
         publisher.running = True
         task = asyncio.ensure_future(
-            publish(query_float(query, "seconds", 10), query_float(query, "rate", 0))
+            publish(
+                subscribers,
+                publisher,
+                query_float(query, "seconds", 10),
+                query_float(query, "rate", 0),
+            )
         )
         tasks.add(task)
         task.add_done_callback(tasks.discard)
