@@ -82,3 +82,12 @@ async def publish(subscribers: set, publisher: Publisher, seconds: float, rate: 
         publisher.published = number
     publisher.finished = time.monotonic()
     publisher.running = False
+
+
+async def next_event(queue: asyncio.Queue) -> bytes | None:
+    """What an asyncio server's subscriber sends next: an event, a heartbeat comment after
+    HEARTBEAT seconds without one, or None once it was dropped."""
+    try:
+        return await asyncio.wait_for(queue.get(), HEARTBEAT)
+    except asyncio.TimeoutError:
+        return b":\n\n"

@@ -7,7 +7,7 @@ whose queue is full (``SSE_BUDGET`` bytes of events behind, as godottpd's
 
 import asyncio
 
-from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, publish, query_float
+from sse_common import QUEUE_EVENTS, Publisher, next_event, publish, query_float
 
 HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
 subscribers: set[asyncio.Queue] = set()
@@ -20,10 +20,7 @@ async def stream(proto) -> None:
     transport = proto.response_stream(200, HEADERS)
     try:
         while True:
-            try:
-                data = await asyncio.wait_for(queue.get(), HEARTBEAT)
-            except asyncio.TimeoutError:
-                data = b":\n\n"
+            data = await next_event(queue)
             if data is None:
                 return
             await transport.send_bytes(data)

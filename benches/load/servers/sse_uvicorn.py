@@ -5,7 +5,7 @@ every queue, a subscriber with a full queue dropped; as sse_granian.py, in ASGI.
 
 import asyncio
 
-from sse_common import HEARTBEAT, QUEUE_EVENTS, Publisher, publish, query_float
+from sse_common import QUEUE_EVENTS, Publisher, next_event, publish, query_float
 
 HEAD = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 subscribers: set[asyncio.Queue] = set()
@@ -34,10 +34,7 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": HEAD})
         try:
             while True:
-                try:
-                    data = await asyncio.wait_for(queue.get(), HEARTBEAT)
-                except asyncio.TimeoutError:
-                    data = b":\n\n"
+                data = await next_event(queue)
                 if data is None:
                     break
                 await send({"type": "http.response.body", "body": data, "more_body": True})
